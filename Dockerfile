@@ -1,0 +1,23 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    DATABASE_PATH=/data/bot.db TEMPLATES_DIR=/app/templates
+
+RUN useradd --create-home --uid 10001 bot && mkdir /data && chown bot /data
+WORKDIR /app
+
+# Dependency layer: only pyproject changes invalidate it.
+COPY pyproject.toml README.md ./
+RUN mkdir -p bot cogs bot/prompts bot/migrations templates \
+    && touch bot/__init__.py cogs/__init__.py bot/prompts/__init__.py bot/migrations/__init__.py \
+    && pip install . && pip uninstall -y nano-banana-bot
+
+COPY bot ./bot
+COPY cogs ./cogs
+COPY templates ./templates
+RUN pip install --no-deps .
+
+USER bot
+VOLUME ["/data"]
+ENTRYPOINT ["python", "-m", "bot"]
+CMD ["run"]

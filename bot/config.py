@@ -1,0 +1,330 @@
+"""Configuration: one pydantic-settings `Settings`, plus the model capability and price tables.
+
+Every figure about Google's models lives here (see shared/design/platform-facts.md) so that a
+price change or a new model is a one-line edit, not a hunt through the code.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# --------------------------------------------------------------------------------------------
+# Models: capabilities and prices
+# --------------------------------------------------------------------------------------------
+
+BASE_ASPECTS: tuple[str, ...] = (
+    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+)
+EXTRA_ASPECTS: tuple[str, ...] = ("1:4", "4:1", "1:8", "8:1")
+SIZES_ORDER: tuple[str, ...] = ("512", "1K", "2K", "4K")
+# Longer side in pixels for each size name (the model's own figures for 1:1).
+SIZE_PIXELS: dict[str, int] = {"512": 512, "1K": 1024, "2K": 2048, "4K": 4096}
+
+
+@dataclass(frozen=True)
+class ModelCapability:
+    """What one Gemini image model accepts. Checked before any paid call."""
+
+    id: str
+    name: str
+    sizes: tuple[str, ...]
+    aspect_ratios: tuple[str, ...]
+    max_input_images: int
+    max_identity_anchors: int
+    default_size: str = "1K"
+    supports_thinking_level: bool = False
+    supports_search: bool = False
+    ids: tuple[str, ...] = field(default=())  # other ids served by the same model
+
+    @property
+    def all_ids(self) -> tuple[str, ...]:
+        return (self.id, *self.ids)
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Estimated US dollars; third-party quotes of Google's price page (2026)."""
+
+    per_image: dict[str, float]  # by size
+    input_per_million_tokens: float
+    output_tokens_per_image: dict[str, int]
+
+    def image_cost(self, size: str) -> float:
+        if size in self.per_image:
+            return self.per_image[size]
+        return max(self.per_image.values())
+
+
+CAPABILITIES: dict[str, ModelCapability] = {
+    "gemini-3-pro-image": ModelCapability(
+        id="gemini-3-pro-image",
+        name="Nano Banana Pro",
+        sizes=("1K", "2K", "4K"),
+        aspect_ratios=BASE_ASPECTS,
+        max_input_images=14,
+        max_identity_anchors=6,
+        supports_search=True,
+        ids=("gemini-3-pro-image-preview",),
+    ),
+    "gemini-3.1-flash-image": ModelCapability(
+        id="gemini-3.1-flash-image",
+        name="Nano Banana 2",
+        sizes=("512", "1K", "2K", "4K"),
+        aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
+        max_input_images=14,
+        max_identity_anchors=4,
+        supports_thinking_level=True,
+        supports_search=True,
+        ids=("gemini-3.1-flash-image-preview",),
+    ),
+    "gemini-3.1-flash-lite-image": ModelCapability(
+        id="gemini-3.1-flash-lite-image",
+        name="Nano Banana 2 Lite",
+        sizes=("512", "1K"),
+        aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
+        max_input_images=14,
+        max_identity_anchors=0,  # objects only: no character/face consistency
+        supports_thinking_level=True,
+    ),
+    "gemini-2.5-flash-image": ModelCapability(
+        id="gemini-2.5-flash-image",
+        name="Nano Banana (legacy)",
+        sizes=("1K",),
+        aspect_ratios=BASE_ASPECTS,
+        max_input_images=3,
+        max_identity_anchors=3,
+    ),
+}
+
+PRICES: dict[str, ModelPrice] = {
+    "gemini-3-pro-image": ModelPrice(
+        per_image={"1K": 0.134, "2K": 0.134, "4K": 0.24},
+        input_per_million_tokens=2.0,
+        output_tokens_per_image={"1K": 1120, "2K": 1120, "4K": 2000},
+    ),
+    "gemini-3.1-flash-image": ModelPrice(
+        per_image={"512": 0.045, "1K": 0.067, "2K": 0.101, "4K": 0.151},
+        input_per_million_tokens=0.5,
+        output_tokens_per_image={"512": 1120, "1K": 1120, "2K": 1680, "4K": 2520},
+    ),
+    "gemini-3.1-flash-lite-image": ModelPrice(
+        per_image={"512": 0.03, "1K": 0.045},
+        input_per_million_tokens=0.25,
+        output_tokens_per_image={"512": 1120, "1K": 1120},
+    ),
+    "gemini-2.5-flash-image": ModelPrice(
+        per_image={"1K": 0.039},
+        input_per_million_tokens=0.3,
+        output_tokens_per_image={"1K": 1290},
+    ),
+}
+
+# Tokens one input image costs (Pro figure; used for estimates only).
+TOKENS_PER_INPUT_IMAGE = 560
+
+MODEL_ALIASES: dict[str, str] = {
+    "pro": "gemini-3-pro-image",
+    "flash": "gemini-3.1-flash-image",
+    "lite": "gemini-3.1-flash-lite-image",
+    "legacy": "gemini-2.5-flash-image",
+}
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+def resolve_model(name: str) -> str:
+    """Alias or id (preview ids too) -> canonical model id. Raises UnknownModelError."""
+    key = name.strip().lower()
+    if key in MODEL_ALIASES:
+        return MODEL_ALIASES[key]
+    for cap in CAPABILITIES.values():
+        if key in cap.all_ids:
+            return cap.id
+    choices = ", ".join([*MODEL_ALIASES, *CAPABILITIES])
+    raise UnknownModelError(f"unknown model '{name}'; choose one of: {choices}")
+
+
+def capability(model: str) -> ModelCapability:
+    return CAPABILITIES[resolve_model(model)]
+
+
+def price(model: str) -> ModelPrice:
+    return PRICES[resolve_model(model)]
+
+
+def model_display_name(model: str) -> str:
+    try:
+        return capability(model).name
+    except UnknownModelError:
+        return model
+
+
+def estimate_cost(model: str, size: str, *, images_out: int = 1, input_tokens: int = 0) -> float:
+    """Estimated dollars for one call: output images at the size's price plus input tokens."""
+    p = price(model)
+    return round(
+        p.image_cost(size) * images_out + input_tokens * p.input_per_million_tokens / 1e6, 6
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------------------------
+
+
+def default_templates_dir() -> Path:
+    """templates/ beside the package in a checkout, or the wheel's shared data folder."""
+    here = Path(__file__).resolve().parent.parent / "templates"
+    if here.is_dir():
+        return here
+    return Path(sys.prefix) / "share" / "nano-banana-bot" / "templates"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, from the environment or a `.env` file."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    # product.md §8
+    discord_token: SecretStr | None = None
+    gemini_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
+    database_path: Path = Path("data/bot.db")
+    discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+    gemini_base_url: str | None = None
+    gemini_api_version: str = "v1beta"
+
+    log_level: str = "INFO"
+    templates_dir: Path = Field(default_factory=default_templates_dir)
+
+    # Defaults for requests that leave options out (a user's /settings override these).
+    default_model: str = "pro"
+    default_size: str = "1K"
+    default_aspect: str = "1:1"
+
+    # Queue and fairness
+    max_concurrent_jobs: int = Field(default=4, ge=1, le=64)
+    max_running_per_user: int = Field(default=2, ge=1)
+    max_queued_per_user: int = Field(default=10, ge=1)
+    progress_interval_seconds: float = Field(default=3.0, gt=0)
+
+    # Gemini client
+    gemini_max_in_flight: int = Field(default=8, ge=1)
+    gemini_requests_per_minute: int | None = Field(default=None, ge=1)
+    gemini_max_attempts: int = Field(default=4, ge=1, le=10)
+    gemini_retry_budget_seconds: float = Field(default=90.0, gt=0)
+    timeout_512_seconds: float = 60.0
+    timeout_1k_seconds: float = 120.0
+    timeout_2k_seconds: float = 240.0
+    timeout_4k_seconds: float = 480.0
+
+    # Chains
+    chain_history_steps: int = Field(default=3, ge=0, le=20)
+
+    # Storage
+    image_retention_days: int = Field(default=30, ge=1)
+
+    # Inbound images
+    max_attachment_bytes: int = Field(default=20_000_000, ge=1)
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
+    inbound_max_side: int = Field(default=2048, ge=64)
+
+    # Quotas (None = unlimited); admins override per server.
+    default_daily_images_per_user: int | None = None
+    default_daily_dollars_per_user: float | None = None
+
+    @field_validator("discord_guild_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",") if p.strip()]
+            for p in parts:
+                if not p.isdigit():
+                    raise ValueError(f"'{p}' is not a guild id (digits only)")
+            return [int(p) for p in parts]
+        if isinstance(value, int):
+            return [value]
+        return value
+
+    @field_validator("default_model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        return resolve_model(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def data_dir(self) -> Path:
+        return self.database_path.parent
+
+    def timeout_for(self, size: str) -> float:
+        """Per-call timeout in seconds for an output size (4K often takes minutes)."""
+        return {
+            "512": self.timeout_512_seconds,
+            "1K": self.timeout_1k_seconds,
+            "2K": self.timeout_2k_seconds,
+            "4K": self.timeout_4k_seconds,
+        }.get(size, self.timeout_1k_seconds)
+
+    def secrets(self) -> list[str]:
+        """Secret values, for the log redactor."""
+        out = []
+        for s in (self.discord_token, self.gemini_api_key):
+            if s is not None and s.get_secret_value():
+                out.append(s.get_secret_value())
+        return out
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message is one line naming it and the fix."""
+
+
+_FIXES: dict[str, str] = {
+    "DISCORD_TOKEN": (
+        "DISCORD_TOKEN is not set: create a bot at https://discord.com/developers/applications "
+        "(Bot > Reset Token) and put DISCORD_TOKEN=... in .env"
+    ),
+    "GEMINI_API_KEY": (
+        "GEMINI_API_KEY is not set: get a key at https://aistudio.google.com/apikey "
+        "and put GEMINI_API_KEY=... in .env (GOOGLE_API_KEY also works)"
+    ),
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings or raise ConfigError with one friendly line (never a value)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = err.get("loc") or ("?",)
+        name = str(loc[0]).upper()
+        reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        raise ConfigError(f"{name} is invalid: {reason}. Fix it in the environment or .env") from None
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Raise ConfigError for the first required secret that is missing."""
+    for name in names:
+        value = getattr(settings, name.lower())
+        if value is None or not value.get_secret_value().strip():
+            raise ConfigError(_FIXES.get(name, f"{name} is not set: put {name}=... in .env"))

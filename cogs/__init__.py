@@ -1,0 +1,1 @@
+"""Discord extensions, one per feature. Thin: parse the interaction, call bot/, render."""
