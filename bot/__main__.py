@@ -41,9 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     compile_.add_argument("file", type=Path, metavar="FILE")
     compile_.add_argument("--model", default=None, help="model alias or id (default: settings)")
-    compile_.add_argument(
-        "--with-images", action="store_true", help="include image data as base64"
-    )
+    compile_.add_argument("--with-images", action="store_true", help="include image data as base64")
     compile_.add_argument(
         "--image",
         action="append",

@@ -19,7 +19,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # --------------------------------------------------------------------------------------------
 
 BASE_ASPECTS: tuple[str, ...] = (
-    "1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9",
+    "1:1",
+    "2:3",
+    "3:2",
+    "3:4",
+    "4:3",
+    "4:5",
+    "5:4",
+    "9:16",
+    "16:9",
+    "21:9",
 )
 EXTRA_ASPECTS: tuple[str, ...] = ("1:4", "4:1", "1:8", "8:1")
 SIZES_ORDER: tuple[str, ...] = ("512", "1K", "2K", "4K")
@@ -319,7 +328,9 @@ def load_settings(**overrides: Any) -> Settings:
         loc = err.get("loc") or ("?",)
         name = str(loc[0]).upper()
         reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ConfigError(f"{name} is invalid: {reason}. Fix it in the environment or .env") from None
+        raise ConfigError(
+            f"{name} is invalid: {reason}. Fix it in the environment or .env"
+        ) from None
 
 
 def require(settings: Settings, *names: str) -> None:

@@ -1,0 +1,200 @@
+"""The bot: a commands.Bot whose setup_hook wires the store, the queue, the cogs and the
+persistent buttons; and a CommandTree whose one on_error turns every failure into a short
+private message."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import uuid
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from bot.chains import Chains
+from bot.config import Settings
+from bot.errors import UserError
+from bot.gemini import GeminiClient
+from bot.generator import Generator
+from bot.jobs import JobQueue
+from bot.prompts import SpecError, Template, load_templates
+from bot.store import Store
+from bot.ui import ActionButton, ActionHandler
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "cogs.imagine",
+    "cogs.edit",
+    "cogs.results",
+    "cogs.chains",
+    "cogs.anchors",
+    "cogs.templates",
+    "cogs.batch",
+    "cogs.account",
+)
+
+
+def apply_discord_endpoints(settings: Settings) -> None:
+    """Point discord.py at a proxy (or a test fake) when configured."""
+    if settings.discord_api_base:
+        discord.http.Route.BASE = settings.discord_api_base.rstrip("/")
+    if settings.discord_gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class NanoTree(app_commands.CommandTree["NanoBananaBot"]):
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        original = getattr(error, "original", error)
+        if isinstance(original, UserError | SpecError):
+            text = str(original)
+        elif isinstance(error, app_commands.CheckFailure):
+            text = str(error) or "You can't use this command here."
+        elif isinstance(error, app_commands.TransformerError):
+            text = f"'{error.value}' is not valid for this option."
+        else:
+            ref = uuid.uuid4().hex[:8]
+            log.error(
+                "unexpected error in %s (user %s, guild %s, ref %s)",
+                interaction.command.qualified_name if interaction.command else "?",
+                interaction.user.id,
+                interaction.guild_id,
+                ref,
+                exc_info=original,
+            )
+            text = f"Something went wrong on our side (reference `{ref}`). Please try again."
+        await send_private(interaction, text)
+
+
+async def send_private(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately whatever state the interaction is in."""
+    text = text if len(text) <= 1900 else text[:1899] + "…"
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send an error message: %s", exc)
+
+
+class NanoBananaBot(commands.Bot):
+    store: Store
+    gemini: GeminiClient
+    queue: JobQueue
+    generator: Generator
+    chains: Chains
+
+    def __init__(self, settings: Settings, **options: Any) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        options.setdefault("guild_ready_timeout", 2.0)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            tree_cls=NanoTree,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            **options,
+        )
+        self.settings = settings
+        self.actions: dict[str, ActionHandler] = {}
+        self.builtin_templates: dict[str, Template] = {}
+        self._maintenance: asyncio.Task[None] | None = None
+        self._recovered = False
+
+    async def setup_hook(self) -> None:
+        s = self.settings
+        self.store = await Store.open(s.database_path)
+        self.gemini = GeminiClient(s)
+        self.queue = JobQueue(
+            concurrency=s.max_concurrent_jobs,
+            max_running_per_user=s.max_running_per_user,
+            max_queued_per_user=s.max_queued_per_user,
+        )
+        await self.queue.start()
+        try:
+            self.builtin_templates = load_templates(s.templates_dir)
+        except SpecError as exc:
+            log.error("built-in templates not loaded: %s", exc)
+        self.generator = Generator(self)
+        self.chains = Chains(self)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        self.add_dynamic_items(ActionButton)
+        await self.sync_commands()
+        self._maintenance = asyncio.create_task(self._maintain())
+
+    async def sync_commands(self) -> None:
+        if self.settings.discord_guild_ids:
+            for guild_id in self.settings.discord_guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+            log.info("commands synced to guilds %s", self.settings.discord_guild_ids)
+        else:
+            await self.tree.sync()
+            log.info("commands synced globally")
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s)", self.user, getattr(self.user, "id", "?"))
+        if not self._recovered:
+            self._recovered = True
+            await self.generator.recover()
+
+    async def _maintain(self) -> None:
+        """Retention: image bytes of inactive results past the retention period go."""
+        while True:
+            try:
+                removed = await self.store.purge_expired_images(
+                    retention_days=self.settings.image_retention_days
+                )
+                if removed:
+                    log.info("retention removed %d images", removed)
+            except Exception:
+                log.exception("retention pass failed")
+            await asyncio.sleep(6 * 3600)
+
+    async def close(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        if hasattr(self, "queue"):
+            if hasattr(self, "generator"):
+                self.generator.shutting_down = True
+            interrupted = await self.queue.stop(grace=2.0)
+            if interrupted:
+                log.info(
+                    "%d jobs interrupted by shutdown; they resume on next start", len(interrupted)
+                )
+        await super().close()
+        if hasattr(self, "gemini"):
+            await self.gemini.aclose()
+        if hasattr(self, "store"):
+            await self.store.close()
+
+
+async def _run(settings: Settings) -> None:
+    apply_discord_endpoints(settings)
+    bot = NanoBananaBot(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):  # Windows has no signal handlers
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
+    assert settings.discord_token is not None
+    async with bot:
+        try:
+            await bot.start(settings.discord_token.get_secret_value())
+        except discord.LoginFailure:
+            log.error("Discord refused the token: check DISCORD_TOKEN in .env")
+            raise SystemExit(2) from None
+
+
+def run_bot(settings: Settings) -> None:
+    asyncio.run(_run(settings))

@@ -1,0 +1,562 @@
+"""The generation pipeline: spec -> queue -> gemini -> imaging -> post -> store.
+
+Cogs build a `Submission` (a prepared spec with its resolved images) and a `Target`; this
+module records it, queues it fairly, shows progress, calls the model, fits the image to the
+upload limit, posts the result with its buttons and records usage. Every step that can fail
+ends in a message with a Retry button: a request is never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import discord
+from google.genai import types
+
+from bot import imaging
+from bot.errors import UserError
+from bot.gemini import Failure, FailureKind, Generation, content_from_json
+from bot.jobs import Job, JobQueue, JobState, QueueFull
+from bot.prompts import (
+    Defaults,
+    PreparedSpec,
+    ResolvedImage,
+    SpecError,
+    compile_request,
+    prepare,
+)
+from bot.targets import ChannelTarget, Target
+from bot.ui import action_view, progress_text, result_actions, result_embed
+
+if TYPE_CHECKING:
+    from bot.client import NanoBananaBot
+    from bot.store import GenerationRow
+
+log = logging.getLogger(__name__)
+
+BLOCKED_KINDS = {FailureKind.PROMPT_BLOCKED, FailureKind.OUTPUT_BLOCKED}
+
+
+@dataclass
+class InputImage:
+    """A resolved input image plus its content address in the store."""
+
+    image: ResolvedImage
+    sha: str
+
+
+@dataclass
+class Submission:
+    user_id: int
+    guild_id: int | None
+    channel_id: int
+    kind: str
+    prepared: PreparedSpec
+    inputs: list[InputImage] = field(default_factory=list)
+    history: list[types.Content] = field(default_factory=list)
+    chain_id: int | None = None
+    parent_id: int | None = None
+    batch_id: str | None = None
+    private: bool = False
+
+
+def stored_spec(prepared: PreparedSpec, inputs: list[InputImage]) -> dict[str, Any]:
+    """The spec as recorded: what was sent, plus which stored image each input resolved to."""
+    spec = prepared.spec.to_dict()
+    if inputs:
+        metadata = dict(spec.get("metadata") or {})
+        metadata["resolved_inputs"] = [
+            {
+                "sha": item.sha,
+                "mime_type": item.image.mime_type,
+                "description": item.image.description,
+                "anchor_kind": item.image.anchor_kind,
+            }
+            for item in inputs
+        ]
+        spec["metadata"] = metadata
+    return spec
+
+
+def public_spec(spec: dict[str, Any], *, owner_view: bool) -> dict[str, Any]:
+    """The spec as shown to people: internal bookkeeping dropped, anchor names hidden
+    from anyone but their owner (anchors are personal data)."""
+    out = json.loads(json.dumps(spec))
+    metadata = out.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("resolved_inputs", None)
+        if not metadata:
+            out.pop("metadata")
+    if not owner_view:
+        for item in out.get("inputs") or []:
+            if isinstance(item, dict) and str(item.get("data", "")).startswith("anchor:"):
+                item["data"] = "anchor:(private)"
+    return out
+
+
+class Generator:
+    def __init__(self, bot: NanoBananaBot) -> None:
+        self.bot = bot
+        self.settings = bot.settings
+        self.store = bot.store
+        self.queue: JobQueue = bot.queue
+        self.jobs_by_generation: dict[int, Job] = {}
+        # Set on shutdown: interrupted jobs stay open in the store and resume on next start.
+        self.shutting_down = False
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ submission
+
+    async def submit(self, sub: Submission, target: Target) -> int:
+        """Record and queue one generation. Raises UserError (queue full) before any charge."""
+        _running, queued = self.queue.user_load(sub.user_id)
+        if queued >= self.settings.max_queued_per_user:
+            raise UserError(
+                f"You already have {queued} requests waiting; "
+                "wait for some to finish or cancel one."
+            )
+        gen_id = await self._record(sub)
+        await self._enqueue(gen_id, sub, target)
+        return gen_id
+
+    async def _record(self, sub: Submission) -> int:
+        prepared = sub.prepared
+        gen_id = await self.store.create_generation(
+            user_id=sub.user_id,
+            guild_id=sub.guild_id,
+            channel_id=sub.channel_id,
+            kind=sub.kind,
+            spec=stored_spec(prepared, sub.inputs),
+            model=prepared.model,
+            size=prepared.size,
+            aspect=prepared.aspect,
+            summary=prepared.summary(),
+            input_images=[item.sha for item in sub.inputs],
+            chain_id=sub.chain_id,
+            parent_id=sub.parent_id,
+            batch_id=sub.batch_id,
+            private=sub.private,
+        )
+        if sub.chain_id is not None:
+            await self.store.add_chain_step(
+                chain_id=sub.chain_id, generation_id=gen_id, parent_generation_id=sub.parent_id
+            )
+        return gen_id
+
+    async def wait_for(self, gen_id: int) -> None:
+        """Until generation gen_id (queued in this process) has ended, however it ended."""
+        job = self.jobs_by_generation.get(gen_id)
+        if job is not None:
+            await self.queue.wait(job.id)
+            # let _watch record the outcome first
+            await asyncio.sleep(0)
+
+    async def _enqueue(self, gen_id: int, sub: Submission, target: Target) -> Job:
+        updater = ProgressUpdater(target, self.settings.progress_interval_seconds)
+        model = sub.prepared.model
+
+        def on_update(job: Job) -> None:
+            if job.state is JobState.QUEUED:
+                updater.set(
+                    progress_text(position=job.position, model=model, elapsed=None),
+                    action_view(gen_id, ["cancel"]),
+                )
+
+        async def run(job: Job) -> None:
+            await self._run(job, gen_id, sub, target, updater)
+
+        job = Job(
+            user_id=sub.user_id,
+            run=run,
+            timeout=self.settings.timeout_for(sub.prepared.size) * 2 + 30,
+            serial_key=f"chain:{sub.chain_id}" if sub.chain_id else None,
+            on_update=on_update,
+            label=f"generation {gen_id}",
+            data={"generation_id": gen_id},
+        )
+        job_row = await self.store.create_job(
+            generation_id=gen_id,
+            user_id=sub.user_id,
+            payload={
+                "channel_id": target.channel_id,
+                "message_id": target.message_id,
+                "private": sub.private,
+                "created_at": time.time(),
+            },
+        )
+        job.data["job_row"] = job_row
+        try:
+            self.queue.submit(job)
+        except QueueFull as exc:
+            await self.store.fail_generation(
+                gen_id, status="cancelled", error_kind="queue_full", error=str(exc)
+            )
+            await self.store.update_job(job_row, status="cancelled")
+            raise UserError(str(exc)) from None
+        self.jobs_by_generation[gen_id] = job
+        watcher = asyncio.create_task(self._watch(job, gen_id, target, updater))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        on_update(job)
+        return job
+
+    async def _watch(self, job: Job, gen_id: int, target: Target, updater: ProgressUpdater) -> None:
+        """Ends every job with a message: cancelled, timed out or crashed ones included."""
+        final = await self.queue.wait(job.id)
+        self.jobs_by_generation.pop(gen_id, None)
+        await updater.close()
+        row = job.data["job_row"]
+        if self.shutting_down:
+            return  # left open in the store: recover() resumes it on the next start
+        if final.state is JobState.DONE:
+            await self.store.update_job(row, status="done")
+            return
+        status, kind, text = {
+            JobState.CANCELLED: ("cancelled", "cancelled", "Cancelled. Nothing was charged."),
+            JobState.TIMED_OUT: (
+                "failed",
+                "timed_out",
+                "This took too long and was stopped. Nothing was charged; try again, "
+                "perhaps at a smaller size.",
+            ),
+        }.get(
+            final.state,
+            ("failed", "internal", "Something went wrong on our side. Nothing was charged."),
+        )
+        if final.state is JobState.FAILED:
+            log.error("generation %s crashed (user %s)", gen_id, job.user_id, exc_info=final.error)
+        await self.store.update_job(row, status=status)
+        gen = await self.store.get_generation(gen_id)
+        if gen is not None and gen.status in ("queued", "running"):
+            await self.store.fail_generation(gen_id, status=status, error_kind=kind, error=text)
+        with_retry = final.state is not JobState.CANCELLED
+        try:
+            await target.finish(
+                content=f"❌ {text}" if with_retry else f"🚫 {text}",
+                view=action_view(gen_id, ["retry"]) if with_retry else None,
+            )
+        except discord.HTTPException:
+            log.warning("could not report the end of generation %s", gen_id)
+
+    def cancel(self, gen_id: int) -> bool:
+        job = self.jobs_by_generation.get(gen_id)
+        if job is None:
+            return False
+        return self.queue.cancel(job.id)
+
+    # ------------------------------------------------------------------ running
+
+    async def _run(
+        self, job: Job, gen_id: int, sub: Submission, target: Target, updater: ProgressUpdater
+    ) -> None:
+        await self.store.mark_running(gen_id)
+        await self.store.update_job(job.data["job_row"], status="running")
+        compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
+        started = time.monotonic()
+        updater.set(progress_text(position=None, model=sub.prepared.model, elapsed=0), None)
+        ticker = asyncio.create_task(self._tick(updater, sub.prepared.model, started))
+        try:
+            outcome = await self.bot.gemini.generate(
+                model=compiled.model,
+                contents=[*sub.history, compiled.user_content()],
+                config=compiled.config,
+                size=compiled.size,
+            )
+        finally:
+            ticker.cancel()
+        await updater.close()
+        if isinstance(outcome, Failure):
+            await self._report_failure(gen_id, sub, outcome, target)
+            return
+        await self._complete(gen_id, sub, outcome, target)
+
+    async def _tick(self, updater: ProgressUpdater, model: str, started: float) -> None:
+        interval = self.settings.progress_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            elapsed = time.monotonic() - started
+            updater.set(progress_text(position=None, model=model, elapsed=elapsed), None)
+
+    async def _report_failure(
+        self, gen_id: int, sub: Submission, failure: Failure, target: Target
+    ) -> None:
+        status = "blocked" if failure.kind in BLOCKED_KINDS else "failed"
+        await self.store.fail_generation(
+            gen_id, status=status, error_kind=str(failure.kind), error=failure.message
+        )
+        log.info(
+            "generation %s %s for user %s: %s (%s)",
+            gen_id,
+            status,
+            sub.user_id,
+            failure.kind,
+            failure.detail,
+        )
+        icon = "🚫" if status == "blocked" else "❌"
+        await target.finish(
+            content=f"{icon} {failure.message}", view=action_view(gen_id, ["retry"])
+        )
+
+    async def _complete(
+        self, gen_id: int, sub: Submission, result: Generation, target: Target
+    ) -> None:
+        image = result.images[0]
+        sha = await self.store.put_image(image.data, image.mime_type)
+        await self.store.finish_generation(
+            gen_id,
+            output_image=sha,
+            output_mime=image.mime_type,
+            model_text=result.text,
+            model_content=_content_json(result.content),
+            prompt_tokens=result.usage.prompt_tokens,
+            output_tokens=result.usage.output_tokens,
+            thoughts_tokens=result.usage.thoughts_tokens,
+            cost=result.cost,
+            model_version=result.model_version,
+            seconds=result.latency,
+            warnings=list(sub.prepared.warnings) + list(sub.prepared.overrides),
+        )
+        await self.store.record_usage(
+            user_id=sub.user_id,
+            guild_id=sub.guild_id,
+            model=result.model,
+            images=1,
+            cost=result.cost,
+        )
+        if sub.chain_id is not None:
+            await self.store.set_chain_head(sub.chain_id, gen_id)
+        gen = await self.store.get_generation(gen_id)
+        assert gen is not None
+        await self.post_result(gen, image.data, image.mime_type, target)
+
+    async def post_result(
+        self, gen: GenerationRow, data: bytes, mime_type: str, target: Target
+    ) -> discord.Message | None:
+        """Post (or re-post) a finished generation with its buttons."""
+        limit = target.upload_limit
+        for _attempt in range(3):
+            fitted = await asyncio.to_thread(
+                imaging.fit_to_limit, data, mime_type, limit_bytes=limit
+            )
+            filename = f"nano-banana-{gen.id}.{fitted.extension}"
+            parent_step = None
+            if gen.parent_id is not None:
+                parent = await self.store.get_generation(gen.parent_id)
+                parent_step = parent.step if parent else None
+            embed = result_embed(
+                gen, image_filename=filename, fit_note=fitted.note, parent_step=parent_step
+            )
+            spec_json = json.dumps(public_spec(gen.spec, owner_view=gen.private), indent=2)
+            files = [
+                discord.File(io.BytesIO(fitted.data), filename=filename),
+                discord.File(io.BytesIO(spec_json.encode()), filename="prompt.json"),
+            ]
+            view = action_view(gen.id, result_actions(in_chain=gen.chain_id is not None))
+            try:
+                message = await target.finish(content=None, embed=embed, files=files, view=view)
+            except discord.HTTPException as exc:
+                if exc.status == 413 or exc.code == 40005:
+                    limit = limit // 2  # the channel's real limit is lower than we were told
+                    log.warning(
+                        "upload refused at %d bytes for %s; retrying smaller", limit, gen.id
+                    )
+                    continue
+                raise
+            if message is not None:
+                await self.store.set_generation_message(
+                    gen.id,
+                    message_id=message.id,
+                    channel_id=message.channel.id,
+                    public=not gen.private,
+                )
+            return message
+        raise UserError("The image could not be uploaded to this channel.")
+
+    # ------------------------------------------------------------------ re-running
+
+    async def submission_from(
+        self,
+        gen: GenerationRow,
+        *,
+        kind: str,
+        user_id: int,
+        channel_id: int,
+        guild_id: int | None,
+        private: bool,
+        spec_override: dict[str, Any] | None = None,
+    ) -> Submission:
+        """Rebuild a submission from a stored generation (reroll, retry, restart recovery)."""
+        spec = dict(spec_override if spec_override is not None else gen.spec)
+        metadata = dict(spec.get("metadata") or {})
+        resolved = metadata.pop("resolved_inputs", [])
+        if metadata:
+            spec["metadata"] = metadata
+        else:
+            spec.pop("metadata", None)
+        inputs: list[InputImage] = []
+        for item in resolved:
+            stored = await self.store.get_image(item["sha"])
+            if stored is None:
+                raise UserError(
+                    "An image this request used is no longer stored (past retention or deleted)."
+                )
+            data, mime = stored
+            inputs.append(
+                InputImage(
+                    ResolvedImage(
+                        data=data,
+                        mime_type=mime,
+                        description=item["description"],
+                        anchor_kind=item.get("anchor_kind"),
+                    ),
+                    item["sha"],
+                )
+            )
+        try:
+            prepared = prepare(
+                spec, None, Defaults(model=gen.model, size=gen.size, aspect=gen.aspect)
+            )
+        except SpecError as exc:
+            raise UserError(str(exc)) from None
+        history: list[types.Content] = []
+        if gen.chain_id is not None and gen.parent_id is not None:
+            from bot.chains import build_history
+
+            history = await build_history(self, gen.parent_id)
+        return Submission(
+            user_id=user_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            kind=kind,
+            prepared=prepared,
+            inputs=inputs,
+            history=history,
+            chain_id=gen.chain_id,
+            parent_id=gen.parent_id,
+            private=private,
+        )
+
+    async def recover(self) -> None:
+        """After a restart: resume every job the last process left unfinished."""
+        for row in await self.store.open_jobs():
+            gen = await self.store.get_generation(row.generation_id)
+            await self.store.update_job(row.id, status="interrupted")
+            if gen is None or gen.status not in ("queued", "running"):
+                continue
+            payload = row.payload
+            channel_id = int(payload.get("channel_id") or gen.channel_id)
+            target = ChannelTarget(
+                self.bot,
+                channel_id=channel_id,
+                user_id=gen.user_id,
+                message_id=payload.get("message_id"),
+            )
+            if payload.get("private"):
+                # Ephemeral messages cannot be edited after a restart; say so privately.
+                await self.store.fail_generation(
+                    gen.id,
+                    status="failed",
+                    error_kind="interrupted",
+                    error="The bot restarted before this finished.",
+                )
+                await self._dm(
+                    gen.user_id,
+                    (
+                        f"The bot restarted before your private request #{gen.id} finished. "
+                        "Nothing was charged; run it again with /history id:"
+                        f"{gen.id}."
+                    ),
+                )
+                continue
+            try:
+                sub = await self.submission_from(
+                    gen,
+                    kind=gen.kind,
+                    user_id=gen.user_id,
+                    channel_id=channel_id,
+                    guild_id=gen.guild_id,
+                    private=False,
+                )
+                await self.store.fail_generation(
+                    gen.id,
+                    status="cancelled",
+                    error_kind="interrupted",
+                    error="Interrupted by a restart; resumed as a new job.",
+                )
+                await self.submit(sub, target)
+                log.info("resumed generation %s after restart", gen.id)
+            except (UserError, discord.HTTPException) as exc:
+                log.warning("could not resume generation %s: %s", gen.id, exc)
+                await self.store.fail_generation(
+                    gen.id, status="failed", error_kind="interrupted", error=str(exc)
+                )
+                await target.finish(
+                    content=f"❌ The bot restarted before this finished and could not resume it: "
+                    f"{exc}",
+                    view=action_view(gen.id, ["retry"]),
+                )
+
+    async def _dm(self, user_id: int, text: str) -> None:
+        try:
+            user = await self.bot.fetch_user(user_id)
+            await user.send(text)
+        except discord.HTTPException:
+            log.info("could not DM user %s", user_id)
+
+
+def _content_json(content: types.Content | None) -> dict[str, Any] | None:
+    if content is None:
+        return None
+    from bot.gemini import content_to_json
+
+    return content_to_json(content)
+
+
+def history_content(data: dict[str, Any]) -> types.Content:
+    return content_from_json(data)
+
+
+class ProgressUpdater:
+    """Coalesces progress edits: at most one edit per interval, the latest text wins."""
+
+    def __init__(self, target: Target, interval: float) -> None:
+        self.target = target
+        self.interval = interval
+        self._pending: tuple[str, discord.ui.View | None] | None = None
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def set(self, content: str, view: discord.ui.View | None) -> None:
+        if self._closed:
+            return
+        self._pending = (content, view)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._pending is not None and not self._closed:
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._pending is None or self._closed:
+                return
+            content, view = self._pending
+            self._pending = None
+            self._last = time.monotonic()
+            await self.target.show(content, view=view)
+
+    async def close(self) -> None:
+        self._closed = True
+        self._pending = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,155 @@
+"""Turns a spec's input references into images: attachments, the caller's anchors, chain images.
+
+Anchor lookups always pass the caller's id: another user's anchor simply does not exist here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot import imaging
+from bot.errors import UserError
+from bot.generator import InputImage
+from bot.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+    from bot.store import Store
+
+KIND_LABELS = {
+    "face": "face",
+    "character": "character",
+    "object": "object",
+    "product": "product",
+    "style": "style",
+}
+
+
+@dataclass
+class Upload:
+    """An inbound image already checked and normalised."""
+
+    image: imaging.InboundImage
+    filename: str
+
+
+async def download_attachment(attachment: discord.Attachment, settings: Settings) -> Upload:
+    """Check the declared size first, then download at once (URLs expire) and normalise."""
+    try:
+        imaging.check_declared_size(
+            attachment.size, max_bytes=settings.max_attachment_bytes, filename=attachment.filename
+        )
+    except imaging.ImageError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        data = await attachment.read()
+    except discord.HTTPException:
+        raise UserError(f"I could not download {attachment.filename}; upload it again.") from None
+    return await normalise_upload(data, attachment.filename, settings)
+
+
+async def normalise_upload(data: bytes, filename: str, settings: Settings) -> Upload:
+    try:
+        image = await asyncio.to_thread(
+            imaging.normalise_inbound,
+            data,
+            filename=filename,
+            max_side=settings.inbound_max_side,
+            max_pixels=settings.max_image_pixels,
+        )
+    except imaging.ImageError as exc:
+        raise UserError(str(exc)) from None
+    return Upload(image=image, filename=filename)
+
+
+class RequestResolver:
+    """Resolves references for one request by one user."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        user_id: int,
+        uploads: list[Upload] | None = None,
+        chain_image: tuple[str, int | None] | None = None,
+    ) -> None:
+        self.store = store
+        self.user_id = user_id
+        self.uploads = uploads or []
+        # (sha of the chain's current image, its step number)
+        self.chain_image = chain_image
+
+    async def resolve(self, ref: Reference, role: str) -> ResolvedImage:
+        item = await self.resolve_input(ref, role)
+        return item.image
+
+    async def resolve_input(self, ref: Reference, role: str) -> InputImage:
+        if ref.kind == "attachment":
+            index = int(ref.value)
+            if not 1 <= index <= len(self.uploads):
+                have = len(self.uploads)
+                raise SpecError(
+                    f"attachment:{index} refers to an image you did not attach "
+                    f"(this request has {have} attachment{'s' if have != 1 else ''})"
+                )
+            upload = self.uploads[index - 1]
+            sha = await self.store.put_image(upload.image.data, upload.image.mime_type)
+            what = "image to edit" if role == "edit_target" else f"{role.replace('_', ' ')} image"
+            return InputImage(
+                ResolvedImage(
+                    data=upload.image.data,
+                    mime_type=upload.image.mime_type,
+                    description=f"{what} (attachment {index})",
+                ),
+                sha,
+            )
+        if ref.kind == "anchor":
+            anchor = await self.store.get_anchor(self.user_id, ref.value)
+            if anchor is None:
+                raise SpecError(
+                    f"you have no anchor called '{ref.value}' — see /anchor list, "
+                    "or save one with /anchor save"
+                )
+            stored = await self.store.get_image(anchor.image_sha)
+            if stored is None:
+                raise SpecError(f"the image of anchor '{ref.value}' is missing; save it again")
+            data, mime = stored
+            return InputImage(
+                ResolvedImage(
+                    data=data,
+                    mime_type=mime,
+                    description=f"identity anchor '{anchor.name}' ({KIND_LABELS.get(anchor.kind, anchor.kind)})",
+                    anchor_kind=anchor.kind,
+                ),
+                anchor.image_sha,
+            )
+        # chain:latest
+        if self.chain_image is None:
+            raise SpecError("chain:latest only works when refining a result (reply to it)")
+        sha, step = self.chain_image
+        stored = await self.store.get_image(sha)
+        if stored is None:
+            raise SpecError(
+                "this image is past the retention period and no longer stored; "
+                "start a new image with /imagine"
+            )
+        data, mime = stored
+        label = f"the current image (step {step})" if step is not None else "the current image"
+        return InputImage(ResolvedImage(data=data, mime_type=mime, description=label), sha)
+
+    async def resolve_all(self, spec: Spec) -> list[InputImage]:
+        out: list[InputImage] = []
+        problems: list[str] = []
+        for item in spec.inputs:
+            try:
+                ref = parse_reference(item.data)
+                out.append(await self.resolve_input(ref, item.role))
+            except SpecError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise SpecError(problems)
+        return out

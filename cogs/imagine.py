@@ -1,0 +1,162 @@
+"""/imagine and /prompt: text or JSON in, an image back in the channel."""
+
+from __future__ import annotations
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserError
+from bot.flows import find_template, run_request, spec_from_template, split_names
+from bot.prompts import InputRef, RequestOptions
+from cogs._shared import (
+    ASPECT_CHOICES,
+    MODEL_CHOICES,
+    SIZE_CHOICES,
+    anchor_autocomplete,
+    bot_of,
+    template_autocomplete,
+)
+
+MAX_JSON_FILE_BYTES = 64 * 1024
+MODAL_TEXT_LIMIT = 4000
+
+
+class PromptModal(discord.ui.Modal, title="JSON prompt"):
+    """A JSON editor; Discord caps a text input at 4000 characters."""
+
+    spec: discord.ui.TextInput[PromptModal] = discord.ui.TextInput(
+        label="Spec (JSON)",
+        style=discord.TextStyle.paragraph,
+        max_length=MODAL_TEXT_LIMIT,
+        custom_id="prompt_json",
+    )
+
+    def __init__(self, prefill: str | None) -> None:
+        super().__init__(timeout=None)
+        if prefill:
+            self.spec.default = prefill[:MODAL_TEXT_LIMIT]
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await run_request(interaction, kind="prompt", raw=self.spec.value, options=RequestOptions())
+
+
+class Imagine(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+
+    @app_commands.command(
+        name="imagine", description="Generate an image from text or a JSON prompt"
+    )
+    @app_commands.describe(
+        prompt="What to draw: plain text or a JSON object",
+        aspect="Aspect ratio",
+        size="Resolution",
+        model="Which model",
+        negative="What to avoid",
+        style="A style to apply",
+        anchors="Your saved anchors, comma-separated",
+        reference="A reference image",
+        reference2="Another reference image",
+        reference3="Another reference image",
+        template="Start from a template (the prompt adds to it, or gives key=value; ...)",
+        private="Only you see the result",
+    )
+    @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
+    @app_commands.autocomplete(anchors=anchor_autocomplete, template=template_autocomplete)
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: str,
+        aspect: str | None = None,
+        size: str | None = None,
+        model: str | None = None,
+        negative: str | None = None,
+        style: str | None = None,
+        anchors: str | None = None,
+        reference: discord.Attachment | None = None,
+        reference2: discord.Attachment | None = None,
+        reference3: discord.Attachment | None = None,
+        template: str | None = None,
+        private: bool | None = None,
+    ) -> None:
+        attachments = [a for a in (reference, reference2, reference3) if a is not None]
+        raw: str | dict[str, object] = prompt
+        if template:
+            found = await find_template(bot_of(interaction), interaction.guild_id, template)
+            raw = spec_from_template(found, None, prompt)
+        options = RequestOptions(
+            model=model,
+            size=size,
+            aspect=aspect,
+            negative=negative,
+            style=style,
+            anchors=split_names(anchors),
+            inputs=[
+                InputRef(type="image", data=f"attachment:{i}", role="reference")
+                for i in range(1, len(attachments) + 1)
+            ],
+        )
+        await run_request(
+            interaction,
+            kind="imagine",
+            raw=raw,
+            options=options,
+            attachments=attachments,
+            private=private,
+        )
+
+    @app_commands.command(
+        name="prompt", description="Submit a full JSON prompt (or open an editor)"
+    )
+    @app_commands.describe(
+        json="The JSON spec",
+        file="A .json file with the spec",
+        template="Pre-fill the editor from a template",
+    )
+    @app_commands.autocomplete(template=template_autocomplete)
+    async def prompt(
+        self,
+        interaction: discord.Interaction,
+        json: str | None = None,
+        file: discord.Attachment | None = None,
+        template: str | None = None,
+    ) -> None:
+        bot = bot_of(interaction)
+        if json is None and file is None:
+            prefill = None
+            if template:
+                found = await find_template(bot, interaction.guild_id, template)
+                prefill = found.body
+                if len(prefill) > MODAL_TEXT_LIMIT:
+                    raise UserError(
+                        f"Template '{template}' is too long for the editor; use "
+                        f"/template use name:{template} or attach it as a file."
+                    )
+            await interaction.response.send_modal(PromptModal(prefill))
+            return
+        if json is not None and file is not None:
+            raise UserError("Give either json or file, not both.")
+        text = json
+        if file is not None:
+            if file.size > MAX_JSON_FILE_BYTES:
+                raise UserError(f"{file.filename} is over 64 KB; a prompt spec is at most 32 KB.")
+            data = await file.read()
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise UserError(
+                    f"{file.filename} is not UTF-8 text; save it as a .json file."
+                ) from None
+        raw: str | dict[str, object] = text or ""
+        if not str(raw).lstrip().startswith("{"):
+            raise UserError(
+                "/prompt takes a JSON object starting with '{'; for plain text use /imagine."
+            )
+        if template:
+            raise UserError("Use template without json/file to open the editor pre-filled.")
+        await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Imagine(bot))

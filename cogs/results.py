@@ -1,0 +1,206 @@
+"""What the buttons under a result do: Reroll, Upscale, Prompt, Delete, Cancel, Retry.
+
+Each handler loads the generation from the database, so buttons work after a restart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from bot.errors import UserError
+from bot.flows import acknowledge, check_request_quota, fail_privately
+from bot.generator import InputImage, public_spec
+from bot.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
+from bot.targets import InteractionTarget
+from cogs._shared import bot_of
+
+if TYPE_CHECKING:
+    from bot.store import GenerationRow
+
+UPSCALE_CHANGES = (
+    "Re-render this exact image at a higher resolution. Keep the composition, subjects, "
+    "colours, lighting and every detail identical; only add resolution and fine detail."
+)
+
+
+async def load_generation(interaction: discord.Interaction, gid: int) -> GenerationRow:
+    gen = await bot_of(interaction).store.get_generation(gid)
+    if gen is None:
+        raise UserError("I no longer have this result in my records.")
+    return gen
+
+
+def uses_anchors(gen: GenerationRow) -> bool:
+    return any(
+        isinstance(i, dict) and str(i.get("data", "")).startswith("anchor:")
+        for i in gen.spec.get("inputs") or []
+    )
+
+
+def require_owner(interaction: discord.Interaction, gen: GenerationRow, what: str) -> None:
+    if interaction.user.id != gen.user_id:
+        raise UserError(f"Only the person who asked for this image can {what} it.")
+
+
+def require_may_reuse(interaction: discord.Interaction, gen: GenerationRow) -> None:
+    """Others may reroll or upscale a result, but never with someone's private anchors."""
+    if interaction.user.id != gen.user_id and uses_anchors(gen):
+        raise UserError(
+            "This image was made with someone's private anchors; only they can reuse it."
+        )
+
+
+class Results(commands.Cog):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        actions = getattr(bot, "actions", {})
+        actions.update(
+            {
+                "reroll": self.reroll,
+                "retry": self.retry,
+                "up2k": self.upscale_2k,
+                "up4k": self.upscale_4k,
+                "prompt": self.show_prompt,
+                "delete": self.delete,
+                "cancel": self.cancel,
+            }
+        )
+
+    async def _guarded(self, interaction: discord.Interaction, coro_fn, *args) -> None:  # type: ignore[no-untyped-def]
+        try:
+            await coro_fn(interaction, *args)
+        except (UserError, SpecError) as exc:
+            await fail_privately(interaction, str(exc))
+
+    async def rerun(self, interaction: discord.Interaction, gid: int, *, kind: str) -> None:
+        bot = bot_of(interaction)
+        gen = await load_generation(interaction, gid)
+        require_may_reuse(interaction, gen)
+        if kind == "retry":
+            require_owner(interaction, gen, "retry")
+        private = gen.private
+        await acknowledge(interaction, private=private)
+        sub = await bot.generator.submission_from(
+            gen,
+            kind=gen.kind if kind == "retry" else kind,
+            user_id=interaction.user.id,
+            channel_id=interaction.channel_id or gen.channel_id,
+            guild_id=interaction.guild_id,
+            private=private,
+        )
+        await check_request_quota(
+            bot, interaction.user.id, interaction.guild_id, sub.prepared, images=1
+        )
+        await bot.generator.submit(sub, InteractionTarget(interaction, private=private))
+
+    async def reroll(self, interaction: discord.Interaction, gid: int) -> None:
+        await self._guarded(interaction, self.rerun, gid, kind="reroll")
+
+    async def retry(self, interaction: discord.Interaction, gid: int) -> None:
+        await self._guarded(interaction, self.rerun, gid, kind="retry")
+
+    async def upscale_2k(self, interaction: discord.Interaction, gid: int) -> None:
+        await self._guarded(interaction, self._upscale, gid, "2K")
+
+    async def upscale_4k(self, interaction: discord.Interaction, gid: int) -> None:
+        await self._guarded(interaction, self._upscale, gid, "4K")
+
+    async def _upscale(self, interaction: discord.Interaction, gid: int, size: str) -> None:
+        bot = bot_of(interaction)
+        gen = await load_generation(interaction, gid)
+        require_may_reuse(interaction, gen)
+        if gen.output_image is None:
+            raise UserError("This result has no image to upscale.")
+        stored = await bot.store.get_image(gen.output_image)
+        if stored is None:
+            raise UserError("This image is past the retention period and no longer stored.")
+        data, mime = stored
+        prepared = prepare(
+            {
+                "task": "edit_image",
+                "changes": UPSCALE_CHANGES,
+                "inputs": [{"type": "image", "data": "attachment:1", "role": "edit_target"}],
+            },
+            RequestOptions(size=size, aspect=gen.aspect, model=gen.model),
+            Defaults(model=gen.model, size=size, aspect=gen.aspect),
+        )
+        await acknowledge(interaction, private=gen.private)
+        await check_request_quota(
+            bot, interaction.user.id, interaction.guild_id, prepared, images=1
+        )
+        from bot.generator import Submission
+
+        sub = Submission(
+            user_id=interaction.user.id,
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id or gen.channel_id,
+            kind="upscale",
+            prepared=prepared,
+            inputs=[
+                InputImage(
+                    ResolvedImage(
+                        data=data, mime_type=mime, description=f"image to upscale (#{gid})"
+                    ),
+                    gen.output_image,
+                )
+            ],
+            private=gen.private,
+        )
+        await bot.generator.submit(sub, InteractionTarget(interaction, private=gen.private))
+
+    async def show_prompt(self, interaction: discord.Interaction, gid: int) -> None:
+        try:
+            gen = await load_generation(interaction, gid)
+        except UserError as exc:
+            await fail_privately(interaction, str(exc))
+            return
+        spec = public_spec(gen.spec, owner_view=interaction.user.id == gen.user_id)
+        text = json.dumps(spec, indent=2, ensure_ascii=False)
+        if len(text) <= 1900:
+            await interaction.response.send_message(f"```json\n{text}\n```", ephemeral=True)
+        else:
+            await interaction.response.send_message(
+                f"The JSON prompt of #{gid}:",
+                file=discord.File(io.BytesIO(text.encode()), filename=f"prompt-{gid}.json"),
+                ephemeral=True,
+            )
+
+    async def delete(self, interaction: discord.Interaction, gid: int) -> None:
+        try:
+            gen = await load_generation(interaction, gid)
+            require_owner(interaction, gen, "delete")
+        except UserError as exc:
+            await fail_privately(interaction, str(exc))
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if interaction.message is not None:
+            try:
+                await interaction.message.delete()
+            except discord.HTTPException:
+                await interaction.followup.send("I could not delete that message.", ephemeral=True)
+                return
+        await interaction.followup.send("Deleted.", ephemeral=True)
+
+    async def cancel(self, interaction: discord.Interaction, gid: int) -> None:
+        bot = bot_of(interaction)
+        gen = await bot.store.get_generation(gid)
+        if gen is not None and gen.user_id != interaction.user.id:
+            await fail_privately(interaction, "Only the person who asked for this can cancel it.")
+            return
+        if bot.generator.cancel(gid):
+            await interaction.response.send_message(
+                "Cancelled. Nothing was charged.", ephemeral=True
+            )
+        else:
+            await interaction.response.send_message(
+                "Too late to cancel: it is already running or finished.", ephemeral=True
+            )
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Results(bot))

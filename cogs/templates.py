@@ -1,0 +1,210 @@
+"""/template list | show | use | save | delete: built-in templates plus this server's own."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.errors import UserError
+from bot.flows import find_template, run_request, spec_from_template, split_names
+from bot.prompts import RequestOptions, SpecError, parse_template, parse_vars
+from cogs._shared import (
+    ASPECT_CHOICES,
+    MODEL_CHOICES,
+    SIZE_CHOICES,
+    anchor_autocomplete,
+    bot_of,
+    template_autocomplete,
+)
+
+NAME_RULE = re.compile(r"^[a-z0-9_-]{1,32}$")
+MAX_TEMPLATE_BYTES = 32 * 1024
+
+
+async def vars_autocomplete(
+    interaction: discord.Interaction, current: str
+) -> list[app_commands.Choice[str]]:
+    """Hints the placeholders still missing from the chosen template."""
+    name = getattr(interaction.namespace, "name", None) or getattr(
+        interaction.namespace, "template", None
+    )
+    if not name:
+        return []
+    try:
+        template = await find_template(bot_of(interaction), interaction.guild_id, str(name))
+        given = parse_vars(current) if current.strip() else {}
+    except (UserError, SpecError):
+        return []
+    missing = template.missing(given)
+    all_names = [p.name for p in template.placeholders() if p.name not in given]
+    base = current.strip().rstrip(";").strip()
+    out = []
+    for placeholder in missing + [n for n in all_names if n not in missing]:
+        value = f"{base}; {placeholder}=" if base else f"{placeholder}="
+        label = value + ("  (required)" if placeholder in missing else "")
+        out.append(app_commands.Choice(name=label[:100], value=value[:100]))
+    return out[:25]
+
+
+class Templates(
+    commands.GroupCog, group_name="template", group_description="Reusable prompt templates"
+):
+    def __init__(self, bot: commands.Bot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="list", description="Built-in and server templates")
+    async def list_cmd(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        lines = ["**Built-in**"]
+        for name, template in sorted(bot.builtin_templates.items()):
+            lines.append(f"`{name}` — {template.description}")
+        if interaction.guild_id is not None:
+            rows = await bot.store.list_guild_templates(interaction.guild_id)
+            if rows:
+                lines.append("**This server**")
+                lines += [f"`{r.name}` — {r.description or 'no description'}" for r in rows]
+        text = "\n".join(lines)
+        if len(text) > 1900:
+            text = text[:1899] + "…"
+        await interaction.response.send_message(text, ephemeral=True)
+
+    @app_commands.command(name="show", description="Show a template's JSON and placeholders")
+    @app_commands.autocomplete(name=template_autocomplete)
+    async def show_cmd(self, interaction: discord.Interaction, name: str) -> None:
+        template = await find_template(bot_of(interaction), interaction.guild_id, name)
+        placeholders = (
+            ", ".join(
+                f"{p.name}"
+                + (f" (default: {p.default})" if p.default is not None else " (required)")
+                for p in template.placeholders()
+            )
+            or "none"
+        )
+        head = f"**{template.name}** — {template.description}\nPlaceholders: {placeholders}"
+        body = template.body
+        if len(head) + len(body) + 20 <= 1900:
+            await interaction.response.send_message(f"{head}\n```json\n{body}\n```", ephemeral=True)
+        else:
+            await interaction.response.send_message(
+                head[:1900],
+                file=discord.File(io.BytesIO(body.encode()), filename=f"{template.name}.json"),
+                ephemeral=True,
+            )
+
+    @app_commands.command(name="use", description="Generate from a template")
+    @app_commands.describe(vars='Values: "product=running shoe; color=red"')
+    @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
+    @app_commands.autocomplete(
+        name=template_autocomplete, vars=vars_autocomplete, anchors=anchor_autocomplete
+    )
+    async def use_cmd(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        vars: str | None = None,
+        anchors: str | None = None,
+        aspect: str | None = None,
+        size: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        template = await find_template(bot_of(interaction), interaction.guild_id, name)
+        spec = spec_from_template(template, vars, None)
+        options = RequestOptions(
+            model=model, size=size, aspect=aspect, anchors=split_names(anchors)
+        )
+        await run_request(interaction, kind="template", raw=spec, options=options)
+
+    @app_commands.command(name="save", description="Save a template for this server")
+    @app_commands.describe(
+        name="Template name (lowercase)",
+        json="The template JSON",
+        file="A .json file",
+        description="One line saying what it makes",
+    )
+    @app_commands.guild_only()
+    async def save_cmd(
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        json: str | None = None,
+        file: discord.Attachment | None = None,
+        description: str | None = None,
+    ) -> None:
+        bot = bot_of(interaction)
+        clean = name.strip().lower()
+        if not NAME_RULE.match(clean):
+            raise UserError("Template names are 1–32 lowercase letters, digits, - or _.")
+        if clean in bot.builtin_templates:
+            raise UserError(f"'{clean}' is a built-in template; choose another name.")
+        if (json is None) == (file is None):
+            raise UserError("Give the template as json or as a .json file (one of them).")
+        text = json or ""
+        if file is not None:
+            if file.size > MAX_TEMPLATE_BYTES:
+                raise UserError(f"{file.filename} is over 32 KB.")
+            try:
+                text = (await file.read()).decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise UserError(f"{file.filename} is not UTF-8 text.") from None
+        template = parse_template(clean, text, source="guild")
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        existing = await bot.store.get_guild_template(guild_id, clean)
+        if (
+            existing is not None
+            and existing.author_id != interaction.user.id
+            and not _can_manage(interaction)
+        ):
+            raise UserError(
+                f"'{clean}' belongs to someone else; only members with Manage Server can overwrite it."
+            )
+        await bot.store.save_guild_template(
+            guild_id=guild_id,
+            name=clean,
+            description=(description or template.description or "")[:200],
+            body=template.body,
+            author_id=interaction.user.id,
+        )
+        verb = "Updated" if existing else "Saved"
+        await interaction.response.send_message(
+            f"{verb} server template **{clean}** "
+            f"({len(template.placeholders())} placeholders). Use it with /template use name:{clean}",
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="delete", description="Delete a server template")
+    @app_commands.autocomplete(name=template_autocomplete)
+    @app_commands.guild_only()
+    async def delete_cmd(self, interaction: discord.Interaction, name: str) -> None:
+        bot = bot_of(interaction)
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+        clean = name.strip().lower()
+        existing = await bot.store.get_guild_template(guild_id, clean)
+        if existing is None:
+            if clean in bot.builtin_templates:
+                raise UserError("Built-in templates can't be deleted.")
+            raise UserError(f"This server has no template called '{clean}'.")
+        if existing.author_id != interaction.user.id and not _can_manage(interaction):
+            raise UserError("Only its author or members with Manage Server can delete it.")
+        await bot.store.delete_guild_template(guild_id, clean)
+        await interaction.response.send_message(f"Deleted template **{clean}**.", ephemeral=True)
+
+
+def _can_manage(interaction: discord.Interaction) -> bool:
+    perms = getattr(interaction.user, "guild_permissions", None)
+    return bool(perms and perms.manage_guild)
+
+
+def pretty(spec: dict[str, object]) -> str:
+    return json.dumps(spec, indent=2, ensure_ascii=False)
+
+
+async def setup(bot: commands.Bot) -> None:
+    await bot.add_cog(Templates(bot))

@@ -1,0 +1,736 @@
+"""The fake Discord's world: one guild, its channels, members, messages, threads and
+commands, plus the JSON payloads Discord would send for each of them.
+
+Nothing here does I/O; the server (``discord_server``) mutates this state and the driver
+(``discord_driver``) reads it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import itertools
+import mimetypes
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from tests.fakes.discord_limits import FLAG_EPHEMERAL, FLAG_LOADING, walk_components
+
+DISCORD_EPOCH_MS = 1420070400000
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+P_CREATE_INVITE = 1 << 0
+P_ADMINISTRATOR = 1 << 3
+P_MANAGE_GUILD = 1 << 5
+P_ADD_REACTIONS = 1 << 6
+P_VIEW_CHANNEL = 1 << 10
+P_SEND_MESSAGES = 1 << 11
+P_MANAGE_MESSAGES = 1 << 13
+P_EMBED_LINKS = 1 << 14
+P_ATTACH_FILES = 1 << 15
+P_READ_HISTORY = 1 << 16
+P_EXTERNAL_EMOJIS = 1 << 18
+P_CHANGE_NICKNAME = 1 << 26
+P_USE_APP_COMMANDS = 1 << 31
+P_MANAGE_THREADS = 1 << 34
+P_CREATE_PUBLIC_THREADS = 1 << 35
+P_SEND_IN_THREADS = 1 << 38
+P_ALL = (1 << 53) - 1
+
+EVERYONE_PERMS = (
+    P_CREATE_INVITE | P_ADD_REACTIONS | P_VIEW_CHANNEL | P_SEND_MESSAGES | P_EMBED_LINKS
+    | P_ATTACH_FILES | P_READ_HISTORY | P_EXTERNAL_EMOJIS | P_CHANGE_NICKNAME
+    | P_USE_APP_COMMANDS | P_CREATE_PUBLIC_THREADS | P_SEND_IN_THREADS
+)
+BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
+
+# Channel types.
+CH_TEXT = 0
+CH_PUBLIC_THREAD = 11
+CH_PRIVATE_THREAD = 12
+THREAD_TYPES = (CH_PUBLIC_THREAD, CH_PRIVATE_THREAD, 10)
+
+# Message types.
+MT_DEFAULT = 0
+MT_REPLY = 19
+MT_CHAT_INPUT = 20
+MT_CONTEXT_MENU = 23
+
+ATTACHMENT_URL_LIFETIME_S = 24 * 3600
+
+
+class Snowflakes:
+    """Time-based, strictly increasing snowflake ids like Discord's."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._increment = 0
+        self._worker = (os.getpid() % 32) << 12 | (1 << 17)
+
+    def next(self) -> int:
+        with self._lock:
+            ms = max(int(time.time() * 1000), self._last_ms)
+            if ms == self._last_ms:
+                self._increment += 1
+                if self._increment >= 4096:
+                    ms += 1
+                    self._increment = 0
+            else:
+                self._increment = 0
+            self._last_ms = ms
+            return ((ms - DISCORD_EPOCH_MS) << 22) | self._worker | self._increment
+
+
+def snowflake_time(snowflake: int) -> float:
+    return ((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+@dataclass
+class UserRecord:
+    id: int
+    username: str
+    global_name: str | None = None
+    bot: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "username": self.username,
+            "discriminator": "0",
+            "global_name": self.global_name,
+            "avatar": None,
+            "avatar_decoration_data": None,
+            "banner": None,
+            "accent_color": None,
+            "public_flags": 0,
+            "flags": 0,
+            "collectibles": None,
+            "primary_guild": None,
+        }
+        if self.bot:
+            out["bot"] = True
+        return out
+
+    @property
+    def mention(self) -> str:
+        return f"<@{self.id}>"
+
+
+@dataclass
+class RoleRecord:
+    id: int
+    name: str
+    permissions: int
+    position: int
+    managed: bool = False
+    bot_id: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "name": self.name,
+            "color": 0,
+            "colors": {"primary_color": 0, "secondary_color": None, "tertiary_color": None},
+            "hoist": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": self.position,
+            "permissions": str(self.permissions),
+            "managed": self.managed,
+            "mentionable": False,
+            "flags": 0,
+        }
+        if self.bot_id is not None:
+            out["tags"] = {"bot_id": str(self.bot_id)}
+        return out
+
+
+@dataclass
+class MemberRecord:
+    user: UserRecord
+    role_ids: list[int]
+    joined_at: float
+    nick: str | None = None
+
+    def payload(self, *, with_user: bool = True, permissions: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "roles": [str(r) for r in self.role_ids],
+            "joined_at": iso(self.joined_at),
+            "nick": self.nick,
+            "avatar": None,
+            "banner": None,
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "pending": False,
+            "flags": 0,
+            "communication_disabled_until": None,
+        }
+        if with_user:
+            out["user"] = self.user.payload()
+        if permissions is not None:
+            out["permissions"] = str(permissions)
+        return out
+
+
+@dataclass
+class ChannelRecord:
+    """A text channel or a thread (a thread has a parent_id)."""
+
+    id: int
+    name: str
+    type: int
+    guild_id: int
+    position: int = 0
+    parent_id: int | None = None
+    owner_id: int | None = None
+    auto_archive_duration: int = 1440
+    archived: bool = False
+    locked: bool = False
+    created_at: float = field(default_factory=time.time)
+    last_message_id: int | None = None
+    message_count: int = 0
+    member_ids: set[int] = field(default_factory=set)
+    from_message_id: int | None = None
+
+    @property
+    def is_thread(self) -> bool:
+        return self.type in THREAD_TYPES
+
+    def payload(self) -> dict[str, Any]:
+        base: dict[str, Any] = {
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+        }
+        if not self.is_thread:
+            base.update(
+                position=self.position,
+                permission_overwrites=[],
+                parent_id=None,
+                topic=None,
+                nsfw=False,
+                default_auto_archive_duration=1440,
+                default_thread_rate_limit_per_user=0,
+            )
+            return base
+        base.update(
+            parent_id=str(self.parent_id),
+            owner_id=str(self.owner_id),
+            message_count=self.message_count,
+            total_message_sent=self.message_count,
+            member_count=max(1, len(self.member_ids)),
+            thread_metadata={
+                "archived": self.archived,
+                "auto_archive_duration": self.auto_archive_duration,
+                "archive_timestamp": iso(self.created_at),
+                "locked": self.locked,
+                "create_timestamp": iso(self.created_at),
+                **({"invitable": True} if self.type == CH_PRIVATE_THREAD else {}),
+            },
+        )
+        return base
+
+
+@dataclass
+class AttachmentRecord:
+    id: int
+    filename: str
+    data: bytes
+    content_type: str
+    url: str
+    description: str | None = None
+    width: int | None = None
+    height: int | None = None
+    ephemeral: bool = False
+    title: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "filename": self.filename,
+            "size": self.size,
+            "url": self.url,
+            "proxy_url": self.url,
+            "content_type": self.content_type,
+        }
+        if self.width is not None and self.height is not None:
+            out["width"] = self.width
+            out["height"] = self.height
+        if self.description is not None:
+            out["description"] = self.description
+        if self.title is not None:
+            out["title"] = self.title
+        if self.ephemeral:
+            out["ephemeral"] = True
+        return out
+
+
+@dataclass
+class MessageEdit:
+    """A message's state just before one edit (its edit history)."""
+
+    at: float
+    content: str
+    embeds: list[dict[str, Any]]
+    attachment_names: list[str]
+    components: list[dict[str, Any]]
+    flags: int
+
+
+@dataclass
+class MessageRecord:
+    id: int
+    channel_id: int
+    guild_id: int | None
+    author: UserRecord
+    content: str = ""
+    embeds: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[AttachmentRecord] = field(default_factory=list)
+    embed_attachments: list[AttachmentRecord] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)
+    flags: int = 0
+    type: int = MT_DEFAULT
+    message_reference: dict[str, Any] | None = None
+    interaction_metadata: dict[str, Any] | None = None
+    interaction_legacy: dict[str, Any] | None = None
+    webhook_id: int | None = None
+    application_id: int | None = None
+    mentions: list[UserRecord] = field(default_factory=list)
+    edited_at: float | None = None
+    edits: list[MessageEdit] = field(default_factory=list)
+    deleted: bool = False
+    visible_to: int | None = None  # ephemeral: only this user sees it
+    position: int | None = None
+    reactions: dict[str, set[int]] = field(default_factory=dict)
+    interaction_id: int | None = None
+
+    # -- conveniences for tests ---------------------------------------------------------
+    @property
+    def created_at(self) -> float:
+        return snowflake_time(self.id)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & FLAG_EPHEMERAL)
+
+    @property
+    def loading(self) -> bool:
+        return bool(self.flags & FLAG_LOADING)
+
+    @property
+    def reference_id(self) -> int | None:
+        ref = self.message_reference
+        return int(ref["message_id"]) if ref and ref.get("message_id") else None
+
+    @property
+    def files(self) -> list[AttachmentRecord]:
+        """Every file the message carries: listed attachments and those shown in embeds."""
+        return [*self.attachments, *self.embed_attachments]
+
+    @property
+    def attachment_names(self) -> list[str]:
+        return [a.filename for a in self.attachments]
+
+    @property
+    def embed(self) -> dict[str, Any] | None:
+        return self.embeds[0] if self.embeds else None
+
+    @property
+    def text(self) -> str:
+        """Content plus all embed and text-display text, for loose assertions."""
+        parts = [self.content]
+        for e in self.embeds:
+            parts += [e.get("title") or "", e.get("description") or ""]
+            parts += [f"{f.get('name', '')} {f.get('value', '')}" for f in e.get("fields") or []]
+            parts.append((e.get("footer") or {}).get("text") or "")
+            parts.append((e.get("author") or {}).get("name") or "")
+        parts += [str(c.get("content")) for c in walk_components(self.components) if c.get("type") == 10]
+        return "\n".join(p for p in parts if p)
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        return [dict(c) for c in walk_components(self.components) if c.get("type") == 2]
+
+    @property
+    def button_labels(self) -> list[str]:
+        return [str(b.get("label") or "") for b in self.buttons]
+
+    def snapshot(self) -> MessageEdit:
+        return MessageEdit(
+            at=time.time(),
+            content=self.content,
+            embeds=[dict(e) for e in self.embeds],
+            attachment_names=[a.filename for a in self.files],
+            components=list(self.components),
+            flags=self.flags,
+        )
+
+    def __repr__(self) -> str:
+        bits = [f"id={self.id}", f"author={self.author.username}", f"content={self.content[:60]!r}"]
+        if self.attachments:
+            bits.append(f"files={self.attachment_names}")
+        if self.embeds:
+            bits.append(f"embeds={len(self.embeds)}")
+        if self.buttons:
+            bits.append(f"buttons={self.button_labels}")
+        if self.flags:
+            bits.append(f"flags={self.flags}")
+        if self.deleted:
+            bits.append("deleted")
+        return f"<FakeMessage {' '.join(bits)}>"
+
+
+@dataclass
+class InteractionRecord:
+    """One interaction a fake user started, and everything the bot did with it."""
+
+    id: int
+    token: str
+    type: int
+    user: UserRecord
+    channel_id: int
+    data: dict[str, Any]
+    created: float  # fake clock
+    payload: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+    message_id: int | None = None  # the message a component/modal interaction came from
+    parent_id: int | None = None  # the interaction whose modal was submitted
+    response_type: int | None = None
+    ack_latency: float | None = None
+    failed: bool = False
+    fail_reason: str = ""
+    original_id: int | None = None
+    followup_ids: list[int] = field(default_factory=list)
+    modal: dict[str, Any] | None = None
+    choices: list[dict[str, Any]] | None = None
+    deferred_pending: bool = False  # type-5 defer whose loading message awaits its content
+    original_deleted: bool = False
+
+    @property
+    def acked(self) -> bool:
+        return self.response_type is not None
+
+
+class DiscordState:
+    """The one guild and everything in it. Ids are fresh per instance."""
+
+    def __init__(self) -> None:
+        self.ids = Snowflakes()
+        self.base_url = ""
+        self.secret = os.urandom(16)
+        self.clock_offset = 0.0  # shared with the server's fake clock (wall-clock flavour)
+        self.application_id = self.ids.next()
+        self.bot_user = UserRecord(self.application_id, "Nano Banana", "Nano Banana", bot=True)
+        self.guild_id = self.ids.next()
+        self.guild_name = "Test Guild"
+        self.created = time.time()
+        self.users: dict[int, UserRecord] = {self.bot_user.id: self.bot_user}
+        self.members: dict[int, MemberRecord] = {}
+        self.roles: dict[int, RoleRecord] = {}
+        self.channels: dict[int, ChannelRecord] = {}
+        self.messages: dict[int, MessageRecord] = {}
+        self.channel_log: dict[int, list[int]] = {}
+        self.global_commands: list[dict[str, Any]] = []
+        self.guild_commands: dict[int, list[dict[str, Any]]] = {}
+        self.interactions: dict[int, InteractionRecord] = {}
+        self.interactions_by_token: dict[str, InteractionRecord] = {}
+        self.attachments: dict[int, AttachmentRecord] = {}
+        self.thread_creation_allowed = True
+        self._position = itertools.count()
+        self._build_guild()
+
+    # -- world ---------------------------------------------------------------------------
+    def _build_guild(self) -> None:
+        everyone = RoleRecord(self.guild_id, "@everyone", EVERYONE_PERMS, 0)
+        admin_role = RoleRecord(self.ids.next(), "Admin", EVERYONE_PERMS | P_MANAGE_GUILD, 2)
+        bot_role = RoleRecord(self.ids.next(), "Nano Banana", BOT_ROLE_PERMS, 1, managed=True, bot_id=self.bot_user.id)
+        for role in (everyone, admin_role, bot_role):
+            self.roles[role.id] = role
+        self.admin_role_id = admin_role.id
+        self.bot_role_id = bot_role.id
+        self.members[self.bot_user.id] = MemberRecord(self.bot_user, [bot_role.id], self.created)
+        for name in ("alice", "bob", "carol", "admin"):
+            user = UserRecord(self.ids.next(), name, name.capitalize())
+            self.users[user.id] = user
+            roles = [admin_role.id] if name == "admin" else []
+            self.members[user.id] = MemberRecord(user, roles, self.created)
+        self.owner_id = self.user_by_name("admin").id
+        for pos, name in enumerate(("general", "art")):
+            ch = ChannelRecord(self.ids.next(), name, CH_TEXT, self.guild_id, position=pos)
+            self.channels[ch.id] = ch
+            self.channel_log[ch.id] = []
+
+    def user_by_name(self, name: str) -> UserRecord:
+        for user in self.users.values():
+            if user.username == name:
+                return user
+        raise KeyError(f"no fake user {name!r}; have {sorted(u.username for u in self.users.values())}")
+
+    def channel_by_ref(self, ref: int | str) -> ChannelRecord:
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            ch = self.channels.get(int(ref))
+            if ch is None:
+                raise KeyError(f"no channel or thread with id {ref}")
+            return ch
+        name = ref.lstrip("#")
+        for ch in self.channels.values():
+            if ch.name == name and not ch.is_thread:
+                return ch
+        raise KeyError(f"no channel named {ref!r}")
+
+    def text_channels(self) -> list[ChannelRecord]:
+        return [c for c in self.channels.values() if not c.is_thread]
+
+    def threads(self) -> list[ChannelRecord]:
+        return [c for c in self.channels.values() if c.is_thread]
+
+    def permissions(self, user_id: int) -> int:
+        if user_id == self.owner_id:
+            return P_ALL
+        member = self.members.get(user_id)
+        perms = self.roles[self.guild_id].permissions
+        for role_id in member.role_ids if member else []:
+            perms |= self.roles[role_id].permissions
+        if user_id == self.bot_user.id and not self.thread_creation_allowed:
+            perms &= ~P_CREATE_PUBLIC_THREADS
+        if perms & P_ADMINISTRATOR:
+            return P_ALL
+        return perms
+
+    # -- attachments ---------------------------------------------------------------------
+    def make_attachment(
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        channel_id: int,
+        content_type: str | None = None,
+        description: str | None = None,
+        ephemeral: bool = False,
+        size: tuple[int, int] | None = None,
+        title: str | None = None,
+    ) -> AttachmentRecord:
+        att_id = self.ids.next()
+        kind = "ephemeral-attachments" if ephemeral else "attachments"
+        issued = int(time.time() + self.clock_offset)
+        expires = issued + ATTACHMENT_URL_LIFETIME_S
+        path = f"/{kind}/{channel_id}/{att_id}/{quote(filename)}"
+        sig = self.sign(path, expires)
+        url = f"{self.base_url}{path}?ex={expires:x}&is={issued:x}&hm={sig}&"
+        guessed = mimetypes.guess_type(filename)[0]
+        record = AttachmentRecord(
+            id=att_id,
+            filename=filename,
+            data=data,
+            content_type=content_type or guessed or "application/octet-stream",
+            url=url,
+            description=description,
+            width=size[0] if size else None,
+            height=size[1] if size else None,
+            ephemeral=ephemeral,
+            title=title,
+        )
+        self.attachments[att_id] = record
+        return record
+
+    def sign(self, path: str, expires: int) -> str:
+        return hmac.new(self.secret, f"{path}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    # -- messages ------------------------------------------------------------------------
+    def add_message(self, msg: MessageRecord) -> None:
+        self.messages[msg.id] = msg
+        if msg.visible_to is not None:
+            return
+        self.channel_log.setdefault(msg.channel_id, []).append(msg.id)
+        channel = self.channels.get(msg.channel_id)
+        if channel is not None:
+            channel.last_message_id = msg.id
+            if channel.is_thread:
+                msg.position = channel.message_count
+                channel.message_count += 1
+                channel.member_ids.add(msg.author.id)
+
+    def history(self, channel_id: int, *, include_deleted: bool = False) -> list[MessageRecord]:
+        out = [self.messages[m] for m in self.channel_log.get(channel_id, [])]
+        return out if include_deleted else [m for m in out if not m.deleted]
+
+    def thread_for_message(self, message_id: int) -> ChannelRecord | None:
+        ch = self.channels.get(message_id)
+        return ch if ch is not None and ch.is_thread and ch.from_message_id == message_id else None
+
+    # -- payloads ------------------------------------------------------------------------
+    def member_payload(self, user_id: int, *, with_user: bool = True, permissions: bool = False) -> dict[str, Any]:
+        member = self.members[user_id]
+        perms = self.permissions(user_id) if permissions else None
+        return member.payload(with_user=with_user, permissions=perms)
+
+    def message_payload(self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": str(msg.id),
+            "channel_id": str(msg.channel_id),
+            "type": msg.type,
+            "content": msg.content,
+            "author": msg.author.payload(),
+            "attachments": [a.payload() for a in msg.attachments],
+            "embeds": [dict(e) for e in msg.embeds],
+            "mentions": [u.payload() for u in msg.mentions],
+            "mention_roles": [],
+            "mention_everyone": False,
+            "pinned": False,
+            "tts": False,
+            "timestamp": iso(msg.created_at),
+            "edited_timestamp": iso(msg.edited_at),
+            "flags": msg.flags,
+            "components": [dict(c) for c in msg.components],
+        }
+        if msg.webhook_id is not None:
+            out["webhook_id"] = str(msg.webhook_id)
+        if msg.application_id is not None:
+            out["application_id"] = str(msg.application_id)
+        if msg.position is not None:
+            out["position"] = msg.position
+        if msg.reactions:
+            out["reactions"] = [
+                {
+                    "emoji": {"id": None, "name": name},
+                    "count": len(users),
+                    "count_details": {"burst": 0, "normal": len(users)},
+                    "me": self.bot_user.id in users,
+                    "me_burst": False,
+                    "burst_colors": [],
+                }
+                for name, users in msg.reactions.items()
+                if users
+            ]
+        if msg.message_reference is not None:
+            out["message_reference"] = dict(msg.message_reference)
+            ref_id = msg.reference_id
+            if depth == 0 and ref_id is not None:
+                ref = self.messages.get(ref_id)
+                out["referenced_message"] = (
+                    self.message_payload(ref, depth=1) if ref is not None and not ref.deleted else None
+                )
+        if msg.interaction_metadata is not None:
+            out["interaction_metadata"] = dict(msg.interaction_metadata)
+        if msg.interaction_legacy is not None:
+            out["interaction"] = dict(msg.interaction_legacy)
+        thread = self.thread_for_message(msg.id)
+        if thread is not None:
+            out["thread"] = thread.payload()
+        if gateway and msg.guild_id is not None:
+            out["guild_id"] = str(msg.guild_id)
+            if msg.webhook_id is None and msg.author.id in self.members:
+                out["member"] = self.member_payload(msg.author.id, with_user=False)
+        return out
+
+    def guild_payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.guild_id),
+            "name": self.guild_name,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "banner": None,
+            "description": None,
+            "owner_id": str(self.owner_id),
+            "region": "us-east",
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "premium_progress_bar_enabled": False,
+            "preferred_locale": "en-US",
+            "system_channel_id": str(self.channel_by_ref("general").id),
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "public_updates_channel_id": None,
+            "safety_alerts_channel_id": None,
+            "vanity_url_code": None,
+            "application_id": None,
+            "features": [],
+            "max_members": 500000,
+            "max_video_channel_users": 25,
+            "max_stage_video_channel_users": 50,
+            "roles": [r.payload() for r in self.roles.values()],
+            "emojis": [],
+            "stickers": [],
+            "incidents_data": None,
+        }
+
+    def guild_create_payload(self, *, members: bool) -> dict[str, Any]:
+        out = self.guild_payload()
+        member_ids = list(self.members) if members else [self.bot_user.id]
+        out.update(
+            joined_at=iso(self.created),
+            large=False,
+            unavailable=False,
+            lazy=True,
+            member_count=len(self.members),
+            members=[self.member_payload(uid) for uid in member_ids],
+            channels=[c.payload() for c in self.text_channels()],
+            threads=[t.payload() for t in self.threads() if not t.archived],
+            presences=[],
+            voice_states=[],
+            stage_instances=[],
+            guild_scheduled_events=[],
+            soundboard_sounds=[],
+            embedded_activities=[],
+            activity_instances=[],
+        )
+        return out
+
+    def application_payload(self) -> dict[str, Any]:
+        owner = self.users[self.owner_id]
+        return {
+            "id": str(self.application_id),
+            "name": self.bot_user.username,
+            "icon": None,
+            "description": "Fake application for tests",
+            "summary": "",
+            "type": None,
+            "hook": True,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "verify_key": "0" * 64,
+            "owner": owner.payload(),
+            "team": None,
+            "flags": APPLICATION_FLAGS,
+            "bot": self.bot_user.payload(),
+            "approximate_guild_count": 1,
+            "redirect_uris": [],
+            "interactions_endpoint_url": None,
+            "tags": [],
+            "install_params": None,
+            "integration_types_config": {"0": {}},
+        }
+
+
+# GATEWAY_PRESENCE_LIMITED | GATEWAY_GUILD_MEMBERS_LIMITED | GATEWAY_MESSAGE_CONTENT_LIMITED
+# | APPLICATION_COMMAND_BADGE: an unverified bot in under 100 servers with the intents on.
+APPLICATION_FLAGS = (1 << 13) | (1 << 15) | (1 << 19) | (1 << 23)
