@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import discord
 from google.genai import types
 
+from bot.config import estimate_cost
 from bot.errors import UserError
 from bot.gemini import content_from_json
 from bot.generator import Generator, InputImage, Submission
@@ -66,8 +67,15 @@ async def build_history(generator: Generator, parent_id: int) -> list[types.Cont
         if step.status != "done" or not step.model_content:
             continue
         user_turn = await _user_turn(generator, step)
+        # The store keeps image bytes out of the JSON; put them back, signatures intact.
+        model_turn = await generator.store.hydrate_model_content(step.model_content)
+        if model_turn is None:
+            raise UserError(
+                "An earlier image in this chain is past the retention period; "
+                "start a new chain with /imagine or /edit."
+            )
         history.append(user_turn)
-        history.append(content_from_json(step.model_content))
+        history.append(content_from_json(model_turn))
     return history
 
 
@@ -122,11 +130,7 @@ class Chains:
             thread_id=None,
             owner_id=gen.user_id,
         )
-        await store.add_chain_step(
-            chain_id=chain_id, generation_id=gen.id, parent_generation_id=None
-        )
-        await store.set_chain_head(chain_id, gen.id)
-        chain = await store.get_chain(chain_id)
+        chain = await store.get_chain(chain_id)  # the root is step 0 and the head
         assert chain is not None
         return chain
 
@@ -209,8 +213,6 @@ class Chains:
         except SpecError as exc:
             raise UserError(str(exc)) from None
         history = await build_history(self.bot.generator, parent.id)
-        from bot.config import estimate_cost
-
         await check_quota(
             self.bot.store,
             self.bot.settings,

@@ -156,15 +156,6 @@ async def check_request_quota(
     bot: NanoBananaBot, user_id: int, guild_id: int | None, prepared: PreparedSpec, *, images: int
 ) -> None:
     cost = estimate_cost(prepared.model, prepared.size) * images
-    running, queued = bot.queue.user_load(user_id)
-    pending = running + queued
     await check_quota(
-        bot.store,
-        bot.settings,
-        user_id=user_id,
-        guild_id=guild_id,
-        images=images,
-        cost=cost,
-        pending_images=pending,
-        pending_cost=pending * estimate_cost(prepared.model, prepared.size),
+        bot.store, bot.settings, user_id=user_id, guild_id=guild_id, images=images, cost=cost
     )

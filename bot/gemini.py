@@ -441,11 +441,6 @@ def interpret(
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Attempts:
-    count: int = 0
-
-
 class GeminiClient:
     """One async google-genai client with retries, a concurrency cap and per-model rate limits."""
 
@@ -497,9 +492,15 @@ class GeminiClient:
         http_options = (config.http_options or types.HttpOptions()).model_copy(
             update={"timeout": int(timeout * 1000)}  # HttpOptions.timeout is in milliseconds
         )
-        call_config = config.model_copy(update={"http_options": http_options})
+        update: dict[str, Any] = {"http_options": http_options}
+        if config.automatic_function_calling is None:
+            # No tools to call: skip the SDK's function-calling loop (and its INFO line per call).
+            update["automatic_function_calling"] = types.AutomaticFunctionCallingConfig(
+                disable=True
+            )
+        call_config = config.model_copy(update=update)
         started = time.monotonic()
-        state = _Attempts()
+        attempts = 0
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._settings.gemini_max_attempts)
@@ -513,22 +514,20 @@ class GeminiClient:
         try:
             async for attempt in retrying:
                 with attempt:
-                    state.count += 1
+                    attempts += 1
                     response = await self._call_once(
                         model=model, contents=list(contents), config=call_config, seconds=timeout
                     )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # CancelledError is not an Exception: cancelling still works
             failure = _failure_from_exception(exc, timeout=timeout)
             failure.latency = time.monotonic() - started
-            failure.attempts = state.count
+            failure.attempts = attempts
             level = logging.ERROR if failure.kind is FailureKind.SERVER_ERROR else logging.WARNING
             log.log(
                 level,
                 "gemini %s failed after %d attempt(s): %s (%s)",
                 model,
-                state.count,
+                attempts,
                 failure.kind.value,
                 failure.detail,
                 exc_info=not isinstance(exc, genai_errors.APIError)
@@ -539,7 +538,7 @@ class GeminiClient:
         assert response is not None  # the loop only ends without raising after a success
         result = interpret(response, model=model, size=size)
         result.latency = time.monotonic() - started
-        result.attempts = state.count
+        result.attempts = attempts
         if isinstance(result, Failure):
             log.info(
                 "gemini %s answered without an image: %s (%s)",

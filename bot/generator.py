@@ -21,6 +21,7 @@ import discord
 from google.genai import types
 
 from bot import imaging
+from bot.config import estimate_cost
 from bot.errors import UserError
 from bot.gemini import Failure, FailureKind, Generation, content_from_json
 from bot.jobs import Job, JobQueue, JobState, QueueFull
@@ -143,8 +144,9 @@ class Generator:
             parent_id=sub.parent_id,
             batch_id=sub.batch_id,
             private=sub.private,
+            estimated_cost=estimate_cost(prepared.model, prepared.size),
         )
-        if sub.chain_id is not None:
+        if sub.chain_id is not None and sub.parent_id is not None:
             await self.store.add_chain_step(
                 chain_id=sub.chain_id, generation_id=gen_id, parent_generation_id=sub.parent_id
             )

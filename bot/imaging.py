@@ -458,8 +458,18 @@ def _shrink_to(im: Image.Image, max_side: int) -> Image.Image:
 # --------------------------------------------------------------------------------------------
 
 
+def _webp_method(pixels: int) -> int:
+    # 4 is libwebp's default; 2 is ~2x faster at a similar size on big images.
+    return 4 if pixels <= 4_200_000 else 2
+
+
 def _encode(
-    im: Image.Image, fmt: str, quality: int | None = None, *, icc: bytes | None = None
+    im: Image.Image,
+    fmt: str,
+    quality: int | None = None,
+    *,
+    icc: bytes | None = None,
+    webp_method: int | None = None,
 ) -> bytes:
     """Encode with no metadata but the colour profile we were told to keep."""
     im.info = {}  # PNG and WebP would otherwise copy EXIF, text chunks, ICC from the source
@@ -469,8 +479,8 @@ def _encode(
     if fmt == "JPEG":
         options.update(quality=quality or 90, optimize=True)
     elif fmt == "WEBP":
-        # method 4 is libwebp's default; 2 is ~2x faster with a similar size on big images.
-        options.update(quality=quality or 90, method=4 if im.width * im.height <= 4_200_000 else 2)
+        method = webp_method if webp_method is not None else _webp_method(im.width * im.height)
+        options.update(quality=quality or 90, method=method)
     elif fmt == "PNG" and quality == 0:  # "optimised PNG"
         options.update(optimize=True)
     out = io.BytesIO()
@@ -517,6 +527,7 @@ class _SizeEstimator:
             else 1.0
         )
         self._fmt = fmt
+        self._method = _webp_method(im.width * im.height)  # encode the sample as the whole
         self.icc = icc
         self._cache: dict[int, float] = {}
 
@@ -528,7 +539,9 @@ class _SizeEstimator:
         if self._mosaic is None:
             raise RuntimeError("no mosaic for a small image")
         if quality not in self._cache:
-            sample = _encode(self._mosaic, self._fmt, quality, icc=self.icc)
+            sample = _encode(
+                self._mosaic, self._fmt, quality, icc=self.icc, webp_method=self._method
+            )
             self._cache[quality] = len(sample) * self._scale
         return self._cache[quality]
 
@@ -637,8 +650,10 @@ def normalise_inbound(
         picture = _standard_mode(picture, icc)
         picture = _drop_fake_alpha(picture)
         picture = _shrink_to(picture, max_side)
-        if icc and im.mode != "CMYK" and picture.mode in ("RGB", "RGBA") and not _is_srgb(icc):
-            picture = _icc_to_srgb(picture, icc, picture.mode) or picture
+        # Display P3 (iPhone), Adobe RGB…: convert, since the profile itself is stripped.
+        rgb_icc = _profile_for(im.mode, picture, icc)
+        if rgb_icc and picture.mode in ("RGB", "RGBA") and not _is_srgb(rgb_icc):
+            picture = _icc_to_srgb(picture, rgb_icc, picture.mode) or picture
 
     if _has_real_alpha(picture):
         out, out_fmt = _encode(picture, "PNG"), "PNG"
@@ -807,27 +822,36 @@ def contact_sheet(
         raise ValueError("max_width is too small for a contact sheet")
     count = len(items)
     gap = 12 if max_width >= 1024 else 6
-    cols = max(1, min(columns or _auto_columns(count), count))
     widest_cols = max(1, (max_width - gap) // (_SHEET_MIN_TILE + gap))
-    cols = min(cols, widest_cols)
-    rows = math.ceil(count / cols)
-    tile_w = min(_SHEET_MAX_TILE, (max_width - gap * (cols + 1)) // cols)
+    cols = max(1, min(columns or _auto_columns(count), count, widest_cols))
 
-    pictures_hint = [_safe_size(data) for data, _ in items]
-    ratios = [h / w for w, h in pictures_hint if w and h]
+    def widest_tile(cols: int) -> int:
+        return min(_SHEET_MAX_TILE, (max_width - gap * (cols + 1)) // cols)
+
+    sizes = [_safe_size(data) for data, _ in items]
+    ratios = [h / w for w, h in sizes if w and h]
     aspect = min(2.0, max(0.5, statistics.median(ratios))) if ratios else 1.0
 
-    # Keep the sheet at most 4x as tall as it is wide, shrinking tiles if there are many rows.
+    # At most 4x as tall as wide: too many rows first get more columns (`columns` is a
+    # preference), then smaller tiles.
     max_height = max_width * 4
+    tile_w = widest_tile(cols)
     while True:
+        rows = math.ceil(count / cols)
         tile_h = max(1, round(tile_w * aspect))
         font_size = max(11, min(28, tile_w // 12))
         font = _font(font_size)
         label_h = int(font.getbbox("Ag…")[3]) + gap // 2 + 2
         height = gap + rows * (tile_h + label_h + gap)
-        if height <= max_height or tile_w <= _SHEET_MIN_TILE:
+        if height <= max_height:
             break
-        tile_w = max(_SHEET_MIN_TILE, int(tile_w * 0.9))
+        if cols < min(count, widest_cols):
+            cols += 1
+            tile_w = widest_tile(cols)
+        elif tile_w > 16:
+            tile_w = max(16, int(tile_w * 0.9))
+        else:
+            break  # hundreds of items in a narrow sheet: let it be tall
     width = gap + cols * (tile_w + gap)
 
     sheet = Image.new("RGB", (width, height), _SHEET_BACKGROUND)
@@ -871,9 +895,9 @@ def split_grid(data: bytes, rows: int, cols: int) -> list[bytes]:
     """
     if not (1 <= rows <= 16 and 1 <= cols <= 16):
         raise ImageError("A grid needs 1 to 16 rows and 1 to 16 columns.")
-    im, fmt = _open(data, "The image", _OUTBOUND_MAX_PIXELS)
+    im, fmt = _open(data, "", _OUTBOUND_MAX_PIXELS)
     with im:
-        _load(im, "The image")
+        _load(im, "")
         icc = im.info.get("icc_profile")
         picture = _standard_mode(_upright(im), icc)
         icc = _profile_for(im.mode, picture, icc)

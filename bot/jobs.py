@@ -194,8 +194,7 @@ class JobQueue:
         adding: dict[int, int] = {}
         for job in jobs:
             adding[job.user_id] = adding.get(job.user_id, 0) + 1
-        for user_id, count in adding.items():
-            self._check_room(user_id, count)
+        for job in jobs: self._check_room(job.user_id, 1)
 
         now = time.time()
         for job in jobs:
@@ -332,7 +331,7 @@ class JobQueue:
         job.position = None
         job.started_at = time.time()
         task = asyncio.get_running_loop().create_task(self._run(job), name=f"job-{job.id}")
-
+        task.add_done_callback(lambda _task: self._task_done(job))
         self._running[job.id] = task
         self._max_running_seen = max(self._max_running_seen, len(self._running))
         self._notify(job)

@@ -64,20 +64,16 @@ async def check_quota(
     guild_id: int | None,
     images: int,
     cost: float,
-    pending_images: int = 0,
-    pending_cost: float = 0.0,
 ) -> None:
-    """Raise QuotaExceeded (saying when it resets) if these images would pass a limit."""
+    """Raise QuotaExceeded (saying when it resets) if these images would pass a limit.
+
+    Counts what was charged today plus what is queued or running (at its estimated cost)."""
     limits = await limits_for(store, settings, guild_id)
     if limits == Limits(None, None, None):
         return
-    day = today()
     resets = f"<t:{next_reset()}:R>"
-    mine = await store.usage_between(
-        user_id=user_id, guild_id=guild_id, first_day=day, last_day=day
-    )
-    used_images = sum(r.images for r in mine) + pending_images
-    used_cost = sum(r.cost for r in mine) + pending_cost
+    mine = await store.reserved_today(user_id=user_id, guild_id=guild_id)
+    used_images, used_cost = mine.total_images, mine.total_cost
     if limits.images_per_user is not None and used_images + images > limits.images_per_user:
         left = max(0, limits.images_per_user - used_images)
         raise QuotaExceeded(
@@ -90,11 +86,8 @@ async def check_quota(
             f"(${used_cost:.2f} used, this costs about ${cost:.2f}). It resets {resets}."
         )
     if limits.dollars_guild is not None and guild_id is not None:
-        everyone = await store.usage_between(
-            user_id=None, guild_id=guild_id, first_day=day, last_day=day
-        )
-        spent = sum(r.cost for r in everyone)
-        if spent + cost > limits.dollars_guild + 1e-9:
+        everyone = await store.reserved_today(user_id=None, guild_id=guild_id)
+        if everyone.total_cost + cost > limits.dollars_guild + 1e-9:
             raise QuotaExceeded(
                 f"This server has used its daily budget of ${limits.dollars_guild:.2f}. "
                 f"It resets {resets}."

@@ -92,6 +92,9 @@ def _clip(text: str, limit: int = SUMMARY_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
+_NOT_SUBJECT = frozenset({"rules", "consistency_rules", "negative", "quality", "text"})
+
+
 def summarise(spec: Spec) -> str:
     """changes for an edit, else the subject(s), else the first descriptive text."""
     data = spec.to_dict()
@@ -99,7 +102,10 @@ def summarise(spec: Spec) -> str:
     if spec.task == "edit_image" and data.get("changes"):
         _flatten(data["changes"], parts)
         return _clip("Edit: " + "; ".join(parts))
-    for key in ("subject", "subjects", "prompt", "description", "scene", "title"):
+    # the subject, else an author's own key such as "product" (extras carry the subject
+    # in many community specs), before the known styling sections
+    extras = [k for k in (spec.model_extra or {}) if k not in _NOT_SUBJECT]
+    for key in ("subject", "subjects", *extras):
         if data.get(key):
             _flatten(data[key], parts)
             if parts:
@@ -287,6 +293,14 @@ def prepare(
     problems += _merge_options(data, options, overrides)
     problems += check_structure(data)
     if problems:
+        # the command's own options are still worth checking: one round trip fixes all
+        for value, check, label in (
+            (options.aspect, aspect_problem, "aspect"),
+            (options.size, size_problem, "size"),
+        ):
+            option_problem = check(value, cap, label) if value and value.strip() else None
+            if option_problem:
+                problems.append(option_problem)
         raise SpecError(problems)
 
     fmt: dict[str, Any] = dict(data.get("output_format") or {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,14 +105,23 @@ def compile_request(prepared: PreparedSpec, images: list[ResolvedImage]) -> Comp
     )
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 def _content_json(content: types.Content, with_images: bool) -> dict[str, Any]:
+    """camelCase JSON of one turn. Bytes as standard base64 (pydantic's dump is URL-safe);
+    image data shown as "<N bytes type>" unless with_images."""
     dumped: dict[str, Any] = content.model_dump(mode="json", exclude_none=True, by_alias=True)
-    if not with_images:
-        for part, out in zip(content.parts or [], dumped.get("parts", []), strict=True):
-            blob = part.inline_data
-            if blob is not None and "inlineData" in out:
-                size = len(blob.data or b"")
-                out["inlineData"]["data"] = f"<{size} bytes {blob.mime_type}>"
+    for part, out in zip(content.parts or [], dumped.get("parts", []), strict=True):
+        if part.thought_signature is not None:
+            out["thoughtSignature"] = _b64(part.thought_signature)
+        blob = part.inline_data
+        if blob is not None and "inlineData" in out:
+            data = blob.data or b""
+            out["inlineData"]["data"] = (
+                _b64(data) if with_images else f"<{len(data)} bytes {blob.mime_type}>"
+            )
     return dumped
 
 

@@ -50,6 +50,18 @@ def _syntax_error(text: str, exc: json.JSONDecodeError) -> SpecError:
     return SpecError(f"{line} ({hint})" if hint else line)
 
 
+def _strip_code_fence(text: str) -> str:
+    """Discord users paste ```json … ``` blocks; the fence is not part of the spec."""
+    stripped = text.strip()
+    if stripped.startswith("```") and stripped.endswith("```") and len(stripped) >= 6:
+        inner = stripped[3:-3]
+        first, newline, rest = inner.partition("\n")
+        if newline and first.strip().lower() in ("", "json", "jsonc", "json5"):
+            return rest
+        return inner
+    return text
+
+
 def parse_prompt_text(text: str) -> dict[str, Any]:
     """A JSON object if the text starts with "{" (after whitespace), else a plain-text spec."""
     if not isinstance(text, str):
@@ -58,10 +70,15 @@ def parse_prompt_text(text: str) -> dict[str, Any]:
         raise SpecError(
             f"the prompt is over {MAX_RAW_BYTES // 1024} KB; specs are limited to 32 KB"
         )
+    text = _strip_code_fence(text)
     stripped = text.strip()
     if not stripped:
         raise SpecError("the prompt is empty; describe the image or paste a JSON spec")
-    if not stripped.startswith("{"):
+    # A leading comment before a "{" is JSON with comments, not a plain-text prompt.
+    looks_like_json = stripped.startswith("{") or (
+        stripped.startswith(("//", "/*")) and "{" in stripped
+    )
+    if not looks_like_json:
         return {"task": "generate_image", "subject": stripped}
     try:
         value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
@@ -94,7 +111,7 @@ def normalise(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     out = dict(data)
     problems: list[str] = []
     if "prompt" in out and "subject" not in out and "subjects" not in out:
-        out["subject"] = out.pop("prompt")
+        out = {("subject" if k == "prompt" else k): v for k, v in out.items()}
     top_level = [k for k in _FLAT_OUTPUT_KEYS if k in out]
     fmt_raw = out.get("output_format")
     # a non-object output_format is reported by the structural check; leave things be

@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from bot.prompts.errors import SpecError, json_path, short
 
@@ -65,11 +73,26 @@ class Spec(_Open):
     output_format: OutputFormat | None = None
     metadata: dict[str, Any] | None = None
 
+    # The author's key order: the model reads the JSON top to bottom, so a spec's own order
+    # (say "product" before "lighting") is kept rather than the order of the fields above.
+    _key_order: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_order(cls, data: Any, handler: ModelWrapValidatorHandler[Spec]) -> Spec:
+        spec = handler(data)
+        if isinstance(data, dict):
+            order = [k for k in data if isinstance(k, str)]
+            spec._key_order = order if "task" in order else ["task", *order]
+        return spec
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: None fields dropped, an empty `inputs` dropped, unknown keys kept."""
-        data: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
-        if not data.get("inputs"):
-            data.pop("inputs", None)
+        dumped: dict[str, Any] = self.model_dump(mode="json", exclude_none=True)
+        if not dumped.get("inputs"):
+            dumped.pop("inputs", None)
+        data = {k: dumped[k] for k in self._key_order if k in dumped}
+        data.update((k, v) for k, v in dumped.items() if k not in data)
         return data
 
     @classmethod

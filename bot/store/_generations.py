@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -160,7 +161,8 @@ class GenerationsMixin(ImagesMixin):
         stored_content: Any = None
         content_shas: list[str] = []
         if model_content is not None:
-            stored_content, blobs = content_json.dehydrate(model_content)
+            # Decoding and hashing megabytes of base64 is CPU work: off the event loop.
+            stored_content, blobs = await asyncio.to_thread(content_json.dehydrate, model_content)
             for blob in blobs:
                 await self.put_image(blob.data, blob.mime_type)
             content_shas = content_json.references(stored_content)

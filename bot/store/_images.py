@@ -95,7 +95,7 @@ class ImagesMixin(StoreBase):
             if found is None:
                 return None
             blobs[sha] = found[0]
-        return content_json.hydrate(model_content, blobs)
+        return await asyncio.to_thread(content_json.hydrate, model_content, blobs)
 
     async def purge_expired_images(self, *, retention_days: int, now: float | None = None) -> int:
         """Delete the bytes of images only old, finished, inactive records use; returns how many

@@ -104,6 +104,7 @@ class Database:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
+        self._closed = False
         self.path = path
 
     @classmethod
@@ -132,7 +133,11 @@ class Database:
         return cls(conn, path)
 
     async def close(self) -> None:
+        """Close the connection (idempotent)."""
         async with self._lock:
+            if self._closed:
+                return
+            self._closed = True
             with contextlib.suppress(sqlite3.Error):
                 # Fold the WAL back into the main file so a copied .db is complete.
                 await self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

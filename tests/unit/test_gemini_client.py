@@ -53,8 +53,14 @@ async def make_client(fake_gemini: FakeGemini) -> AsyncIterator[ClientFactory]:
         await client.aclose()
 
 
-async def generate(client: GeminiClient, *, model: str = MODEL, size: str = "1K", aspect: str = "1:1",
-                   contents: list[types.Content] | None = None) -> Generation | Failure:
+async def generate(
+    client: GeminiClient,
+    *,
+    model: str = MODEL,
+    size: str = "1K",
+    aspect: str = "1:1",
+    contents: list[types.Content] | None = None,
+) -> Generation | Failure:
     return await client.generate(
         model=model, contents=contents or [user()], config=image_config(aspect, size), size=size
     )
@@ -90,7 +96,9 @@ async def test_success_returns_final_image_text_content_usage_and_cost(
     assert result.usage.total_tokens == (
         result.usage.prompt_tokens + result.usage.output_tokens + result.usage.thoughts_tokens
     )
-    assert result.cost == estimate_cost(MODEL, "1K", images_out=1, input_tokens=result.usage.prompt_tokens)
+    assert result.cost == estimate_cost(
+        MODEL, "1K", images_out=1, input_tokens=result.usage.prompt_tokens
+    )
     assert result.model == MODEL
     assert result.model_version == MODEL
     assert result.attempts == 1
@@ -356,7 +364,9 @@ async def test_wrong_key_is_auth_and_never_leaks_the_key(
 
 
 @pytest.mark.parametrize("status", [401, 403, 400])
-async def test_auth_statuses(fake_gemini: FakeGemini, make_client: ClientFactory, status: int) -> None:
+async def test_auth_statuses(
+    fake_gemini: FakeGemini, make_client: ClientFactory, status: int
+) -> None:
     fake_gemini.fail_next("auth", status=status)
     result = await generate(make_client())
     assert isinstance(result, Failure)
@@ -442,7 +452,9 @@ async def test_in_flight_cap_holds_under_50_concurrent_calls(
     fake_gemini.latency = 0.05
     fake_gemini.thought_image = False
     client = make_client(gemini_max_in_flight=4)
-    results = await asyncio.gather(*(generate(client, size="512", model="gemini-3.1-flash-image") for _ in range(50)))
+    results = await asyncio.gather(
+        *(generate(client, size="512", model="gemini-3.1-flash-image") for _ in range(50))
+    )
     assert all(isinstance(r, Generation) for r in results)
     assert len(fake_gemini.requests) == 50
     assert fake_gemini.max_in_flight == 4  # the cap was reached and never exceeded

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from google.genai import types
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.store import Store
 from bot.store.content import dehydrate, hydrate, references
@@ -178,6 +180,25 @@ def test_dehydrate_handles_camel_case_standard_base64_and_non_base64() -> None:
     assert references(stored) == [blobs[0].sha]
     assert stored["parts"][1] == content["parts"][1]
     assert hydrate(stored, {blobs[0].sha: raw}) == content
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    images=st.lists(st.tuples(st.binary(min_size=1, max_size=300), st.booleans()), max_size=4),
+    text=st.text(max_size=20),
+)
+def test_dehydrate_then_hydrate_gives_back_the_same_json(
+    images: list[tuple[bytes, bool]], text: str
+) -> None:
+    parts: list[dict[str, Any]] = [{"text": text, "thought_signature": "c2ln"}]
+    for raw, url_safe in images:
+        encoded = (base64.urlsafe_b64encode if url_safe else base64.b64encode)(raw).decode()
+        parts.append({"inline_data": {"data": encoded, "mime_type": "image/png"}})
+    content = {"role": "model", "parts": parts}
+    stored, blobs = dehydrate(content)
+    assert "'data'" not in str(stored)
+    assert hydrate(stored, {b.sha: b.data for b in blobs}) == content
+    assert set(references(stored)) == {b.sha for b in blobs}
 
 
 # -- retention ------------------------------------------------------------------------------

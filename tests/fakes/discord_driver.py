@@ -1,0 +1,672 @@
+"""Fake users that drive the bot the way people do: slash commands built from the commands
+the bot actually synced, autocomplete, plain messages and replies, button clicks, select
+menus, modal submits and message context menus.
+
+    alice = fake.user("alice")
+    ix = await alice.slash("imagine", prompt="a cat", reference=Upload("cat.png", png))
+    await ix.wait_ack(); msg = await ix.original()
+    ix2 = await alice.click(msg, "Reroll")
+
+Anything a real Discord client would refuse (an unknown command or option, a missing
+required option, a value outside the choices, a disabled button) raises AssertionError
+with what was available.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from tests.fakes.discord_limits import walk_components
+from tests.fakes.discord_state import (
+    ChannelRecord,
+    InteractionRecord,
+    MessageRecord,
+    UserRecord,
+)
+
+if TYPE_CHECKING:
+    from tests.fakes.discord_server import FakeDiscord
+
+# Application command option types.
+OPT_SUB_COMMAND, OPT_GROUP, OPT_STRING, OPT_INTEGER, OPT_BOOLEAN = 1, 2, 3, 4, 5
+OPT_USER, OPT_CHANNEL, OPT_ROLE, OPT_MENTIONABLE, OPT_NUMBER, OPT_ATTACHMENT = 6, 7, 8, 9, 10, 11
+
+# Interaction types.
+IX_COMMAND, IX_COMPONENT, IX_AUTOCOMPLETE, IX_MODAL_SUBMIT = 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file a fake user attaches (to a message, a command option or a modal)."""
+
+    filename: str
+    data: bytes
+    content_type: str | None = None
+    description: str | None = None
+
+
+class FakeInteraction:
+    """What a user started; watch how the bot answered it."""
+
+    def __init__(self, fake: FakeDiscord, record: InteractionRecord) -> None:
+        self.fake = fake
+        self.record = record
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def acked(self) -> bool:
+        return self.record.acked
+
+    @property
+    def ack_latency(self) -> float | None:
+        return self.record.ack_latency
+
+    @property
+    def response_type(self) -> int | None:
+        return self.record.response_type
+
+    @property
+    def failed(self) -> bool:
+        return self.record.failed
+
+    @property
+    def fail_reason(self) -> str:
+        return self.record.fail_reason
+
+    @property
+    def modal(self) -> dict[str, Any] | None:
+        return self.record.modal
+
+    @property
+    def choices(self) -> list[dict[str, Any]] | None:
+        return self.record.choices
+
+    @property
+    def followups(self) -> list[MessageRecord]:
+        """Messages the bot posted through the followup webhook (after a "thinking" defer the
+        first of them is the original response message itself)."""
+        return [self.fake.state.messages[m] for m in self.record.followup_ids]
+
+    @property
+    def original_message(self) -> MessageRecord | None:
+        mid = self.record.original_id
+        return self.fake.state.messages.get(mid) if mid is not None else None
+
+    def __repr__(self) -> str:
+        r = self.record
+        return f"<FakeInteraction {r.name or r.type} by {r.user.username} acked={r.acked} type={r.response_type}>"
+
+    # -- waiting -----------------------------------------------------------------------
+    def _raise_if_failed(self) -> None:
+        if self.record.failed:
+            raise AssertionError(
+                f"interaction {self.record.name!r} failed: {self.record.fail_reason}\n{self.fake.traffic_dump()}"
+            )
+
+    async def wait_ack(self, timeout: float = 5) -> int:
+        """The response type (4, 5, 6, 7, 8 or 9) once the bot acknowledged."""
+        await self.fake._wait(lambda: self.record.acked or self.record.failed, timeout,
+                              f"the bot to acknowledge {self.record.name!r}")
+        self._raise_if_failed()
+        assert self.record.response_type is not None
+        return self.record.response_type
+
+    async def wait_failed(self, timeout: float = 5) -> str:
+        """Wait until Discord marks the interaction failed; returns the reason."""
+        await self.fake._wait(lambda: self.record.failed, timeout, f"{self.record.name!r} to fail")
+        return self.record.fail_reason
+
+    async def original(self, timeout: float = 10) -> MessageRecord:
+        """The original response message, once it has real content (not "thinking…").
+        After a deferred update (6) it is the clicked message, once the bot edited it."""
+        record = self.record
+        acked_at_id = record.id
+
+        def ready() -> bool:
+            if record.failed or record.response_type in (8, 9):
+                return True
+            msg = self.original_message
+            if msg is None or msg.loading:
+                return False
+            if record.response_type == 6:
+                return msg.edited_at is not None and msg.id != acked_at_id and bool(msg.edits) and (
+                    msg.edited_at >= _snowflake_seconds(acked_at_id)
+                )
+            return True
+
+        await self.fake._wait(ready, timeout, f"the original response to {record.name!r}")
+        self._raise_if_failed()
+        if record.response_type == 9:
+            raise AssertionError(f"the bot answered {record.name!r} with a modal, not a message: {record.modal}")
+        if record.response_type == 8:
+            raise AssertionError(f"{record.name!r} was an autocomplete; see .choices")
+        msg = self.original_message
+        assert msg is not None
+        return msg
+
+    async def wait_followups(self, count: int = 1, timeout: float = 10) -> list[MessageRecord]:
+        await self.fake._wait(
+            lambda: len(self.record.followup_ids) >= count or self.record.failed,
+            timeout,
+            f"{count} followup message(s) for {self.record.name!r}",
+        )
+        self._raise_if_failed()
+        return self.followups
+
+
+def _snowflake_seconds(snowflake: int) -> float:
+    from tests.fakes.discord_state import snowflake_time
+
+    return snowflake_time(snowflake)
+
+
+class FakeUser:
+    """A guild member acting through the Discord client."""
+
+    def __init__(self, fake: FakeDiscord, record: UserRecord) -> None:
+        self.fake = fake
+        self.record = record
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    @property
+    def name(self) -> str:
+        return self.record.username
+
+    @property
+    def mention(self) -> str:
+        return self.record.mention
+
+    def __repr__(self) -> str:
+        return f"<FakeUser {self.name} id={self.id}>"
+
+    def ephemeral_messages(self) -> list[MessageRecord]:
+        """Ephemeral bot messages only this user can see, oldest first."""
+        return [m for m in self.fake.state.messages.values() if m.visible_to == self.id and not m.deleted]
+
+    # -- messages ----------------------------------------------------------------------
+    async def say(self, channel: int | str, text: str = "", *, files: Sequence[Upload] = ()) -> MessageRecord:
+        """Post a plain message in a channel (name or id) or thread (id)."""
+        ch = self.fake.state.channel_by_ref(channel)
+        self.fake._mark_action(f"{self.name} says in #{ch.name}: {text[:60]!r}" + _files_note(files))
+        return await self.fake._user_message(self.record, ch, text, _file_tuples(files))
+
+    async def reply(
+        self, message: MessageRecord | int, text: str = "", *, files: Sequence[Upload] = (), mention: bool = True
+    ) -> MessageRecord:
+        """Reply to a message (message_reference set; pings its author unless mention=False)."""
+        target = self._message(message)
+        if target.visible_to is not None:
+            raise AssertionError("ephemeral messages cannot be replied to")
+        ch = self.fake.state.channels[target.channel_id]
+        self.fake._mark_action(f"{self.name} replies to {target.id}: {text[:60]!r}" + _files_note(files))
+        return await self.fake._user_message(
+            self.record, ch, text, _file_tuples(files), reference=target, mention_author=mention
+        )
+
+    # -- application commands ------------------------------------------------------------
+    async def slash(
+        self, command: str, *, channel: int | str = "general", options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> FakeInteraction:
+        """Run /command (with "group sub" paths such as "anchor save") with options."""
+        values = {**(options or {}), **kwargs}
+        cmd, path, defs = self._command(command)
+        ch = self.fake.state.channel_by_ref(channel)
+        resolved: dict[str, dict[str, Any]] = {}
+        leaf = [self._option_value(command, d, values[d["name"]], resolved) for d in defs if d["name"] in values]
+        self._check_options(command, defs, values)
+        data = self._command_data(cmd, path, leaf, resolved)
+        desc = " ".join(f"{k}={_short(v)}" for k, v in values.items())
+        return self._start(IX_COMMAND, data, ch, name=command, describe=f"{self.name} /{command} {desc}")
+
+    async def autocomplete(
+        self,
+        command: str,
+        option: str,
+        value: str = "",
+        *,
+        channel: int | str = "general",
+        timeout: float = 3.5,
+        **kwargs: Any,
+    ) -> list[dict[str, Any]]:
+        """Type `value` into `option` of /command; returns the bot's choices [{name, value}]."""
+        cmd, path, defs = self._command(command)
+        by_name = {d["name"]: d for d in defs}
+        if option not in by_name:
+            raise AssertionError(f"/{command} has no option {option!r}; options: {sorted(by_name)}")
+        if not by_name[option].get("autocomplete"):
+            raise AssertionError(f"/{command} option {option!r} does not use autocomplete")
+        leaf = []
+        for d in defs:
+            if d["name"] == option:
+                leaf.append({"name": option, "type": d["type"], "value": value, "focused": True})
+            elif d["name"] in kwargs:
+                leaf.append({"name": d["name"], "type": d["type"], "value": _loose_value(kwargs[d["name"]])})
+        data = self._command_data(cmd, path, leaf, {})
+        ch = self.fake.state.channel_by_ref(channel)
+        ix = self._start(IX_AUTOCOMPLETE, data, ch, name=command,
+                         describe=f"{self.name} autocompletes /{command} {option}={value!r}")
+        await ix.wait_ack(timeout)
+        if ix.response_type != 8 or ix.choices is None:
+            raise AssertionError(f"autocomplete for /{command} got response type {ix.response_type}, not 8")
+        return ix.choices
+
+    async def context_menu(
+        self, name: str, target: MessageRecord | int | FakeUser | UserRecord, *, channel: int | str | None = None
+    ) -> FakeInteraction:
+        """Apps ▸ name on a message (message command) or on a member (user command)."""
+        state = self.fake.state
+        if isinstance(target, FakeUser | UserRecord):
+            user = target.record if isinstance(target, FakeUser) else target
+            cmd = self._find_command(name, 2)
+            resolved = {
+                "users": {str(user.id): user.payload()},
+                "members": {str(user.id): state.member_payload(user.id, with_user=False, permissions=True)},
+            }
+            target_id = user.id
+            ch = state.channel_by_ref(channel or "general")
+        else:
+            msg = self._message(target)
+            if msg.visible_to is not None and msg.visible_to != self.id:
+                raise AssertionError("that ephemeral message is not visible to this user")
+            cmd = self._find_command(name, 3)
+            resolved = {"messages": {str(msg.id): state.message_payload(msg)}}
+            target_id = msg.id
+            ch = state.channels[msg.channel_id]
+        self._check_permission(cmd)
+        data: dict[str, Any] = {
+            "id": cmd["id"], "name": cmd["name"], "type": cmd["type"], "target_id": str(target_id), "resolved": resolved,
+        }
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return self._start(IX_COMMAND, data, ch, name=name, describe=f"{self.name} context menu {name!r} on {target_id}")
+
+    # -- components ----------------------------------------------------------------------
+    async def click(self, message: MessageRecord | int, label: str | None = None, *, custom_id: str | None = None) -> FakeInteraction:
+        """Click a button found by its label (or custom_id)."""
+        msg = self._visible_message(message)
+        buttons = [c for c in walk_components(msg.components) if c.get("type") == 2]
+        button = _pick(buttons, label, custom_id)
+        if button is None:
+            have = [(b.get("label"), b.get("custom_id")) for b in buttons]
+            raise AssertionError(f"no button {label or custom_id!r} on message {msg.id}; buttons: {have}")
+        if button.get("disabled"):
+            raise AssertionError(f"button {label or custom_id!r} is disabled")
+        if button.get("style") in (5, 6) or not button.get("custom_id"):
+            raise AssertionError(f"button {label or custom_id!r} is a link/premium button: no interaction")
+        data: dict[str, Any] = {"custom_id": button["custom_id"], "component_type": 2}
+        if isinstance(button.get("id"), int):
+            data["id"] = button["id"]
+        return self._component(msg, data, f"{self.name} clicks {button.get('label') or button['custom_id']!r}")
+
+    async def select(
+        self,
+        message: MessageRecord | int,
+        values: Sequence[str],
+        *,
+        custom_id: str | None = None,
+        placeholder: str | None = None,
+    ) -> FakeInteraction:
+        """Choose option values in a string select menu (by custom_id or placeholder)."""
+        msg = self._visible_message(message)
+        selects = [c for c in walk_components(msg.components) if c.get("type") == 3]
+        menu = next(
+            (s for s in selects if (custom_id and s.get("custom_id") == custom_id)
+             or (placeholder and s.get("placeholder") == placeholder) or (not custom_id and not placeholder)),
+            None,
+        )
+        if menu is None:
+            raise AssertionError(f"no select menu {custom_id or placeholder!r} on message {msg.id}")
+        allowed = {str(o.get("value")) for o in menu.get("options") or []}
+        wrong = [v for v in values if v not in allowed]
+        if wrong:
+            raise AssertionError(f"values {wrong} are not options of the menu; options: {sorted(allowed)}")
+        lo, hi = int(menu.get("min_values", 1)), int(menu.get("max_values", 1))
+        if not lo <= len(values) <= hi:
+            raise AssertionError(f"the menu takes {lo}..{hi} values, got {len(values)}")
+        data = {"custom_id": menu["custom_id"], "component_type": 3, "values": list(values)}
+        return self._component(msg, data, f"{self.name} selects {list(values)}")
+
+    async def submit_modal(self, opened_by: FakeInteraction, values: Mapping[str, Any], *, timeout: float = 5) -> FakeInteraction:
+        """Fill the modal the bot opened in answer to `opened_by` (keys: custom_id or label)."""
+        if opened_by.modal is None and not opened_by.failed:
+            await opened_by.wait_ack(timeout)
+        modal = opened_by.modal
+        if modal is None:
+            raise AssertionError(f"the bot did not open a modal for {opened_by.record.name!r} (response type {opened_by.response_type})")
+        resolved: dict[str, dict[str, Any]] = {}
+        used: set[str] = set()
+        components = [
+            c for c in (self._modal_component(comp, values, used, resolved, None) for comp in modal.get("components") or [])
+            if c is not None
+        ]
+        unknown = set(values) - used
+        if unknown:
+            fields = [f"{c.get('custom_id')} ({c.get('label', '')})" for c in walk_components(modal.get("components") or []) if c.get("custom_id")]
+            raise AssertionError(f"modal {modal.get('title')!r} has no field(s) {sorted(unknown)}; fields: {fields}")
+        data: dict[str, Any] = {"custom_id": modal["custom_id"], "components": components}
+        if resolved:
+            data["resolved"] = resolved
+        parent = opened_by.record
+        ch = self.fake.state.channels[parent.channel_id]
+        message = self.fake.state.messages.get(parent.message_id) if parent.message_id else None
+        return self._start(
+            IX_MODAL_SUBMIT, data, ch, name=f"modal:{modal['custom_id']}", message=message, parent=parent,
+            describe=f"{self.name} submits modal {modal.get('title')!r} {dict((k, _short(v)) for k, v in values.items())}",
+        )
+
+    # -- internals -------------------------------------------------------------------------
+    def _message(self, message: MessageRecord | int) -> MessageRecord:
+        mid = message.id if isinstance(message, MessageRecord) else int(message)
+        msg = self.fake.state.messages.get(mid)
+        if msg is None or msg.deleted:
+            raise AssertionError(f"message {mid} does not exist (or was deleted)")
+        return msg
+
+    def _visible_message(self, message: MessageRecord | int) -> MessageRecord:
+        msg = self._message(message)
+        if msg.visible_to is not None and msg.visible_to != self.id:
+            raise AssertionError(f"message {msg.id} is ephemeral and not visible to {self.name}")
+        return msg
+
+    def _component(self, msg: MessageRecord, data: dict[str, Any], describe: str) -> FakeInteraction:
+        ch = self.fake.state.channels[msg.channel_id]
+        return self._start(IX_COMPONENT, data, ch, name=str(data["custom_id"]), message=msg, describe=describe)
+
+    def _find_command(self, name: str, ctype: int) -> dict[str, Any]:
+        for cmd in self.fake.commands(guild=True) + self.fake.commands(guild=False):
+            if cmd["name"] == name and int(cmd.get("type") or 1) == ctype:
+                return cmd
+        have = sorted({c["name"] for c in self.fake.commands() if int(c.get("type") or 1) == ctype})
+        kind = {1: "slash command", 2: "user command", 3: "message command"}[ctype]
+        raise AssertionError(f"the bot has not synced a {kind} named {name!r}; synced: {have}")
+
+    def _check_permission(self, cmd: Mapping[str, Any]) -> None:
+        needed = cmd.get("default_member_permissions")
+        if needed in (None, ""):
+            return
+        need = int(needed)
+        if self.fake.state.permissions(self.id) & need != need:
+            raise AssertionError(f"{self.name} cannot see /{cmd['name']}: it needs permissions {need}")
+
+    def _command(self, command: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        parts = command.strip().lstrip("/").split()
+        cmd = self._find_command(parts[0], 1)
+        self._check_permission(cmd)
+        path: list[dict[str, Any]] = []
+        defs: list[dict[str, Any]] = list(cmd.get("options") or [])
+        for part in parts[1:]:
+            sub = next((o for o in defs if o["name"] == part and o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)), None)
+            if sub is None:
+                subs = [o["name"] for o in defs if o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)]
+                raise AssertionError(f"/{' '.join(parts[: len(path) + 1])} has no subcommand {part!r}; has {subs}")
+            path.append(sub)
+            defs = list(sub.get("options") or [])
+        if any(o["type"] in (OPT_SUB_COMMAND, OPT_GROUP) for o in defs):
+            subs = [o["name"] for o in defs if o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)]
+            raise AssertionError(f"/{command} needs a subcommand: one of {subs}")
+        return cmd, path, defs
+
+    @staticmethod
+    def _command_data(
+        cmd: Mapping[str, Any], path: list[dict[str, Any]], leaf: list[dict[str, Any]], resolved: dict[str, Any]
+    ) -> dict[str, Any]:
+        options: list[dict[str, Any]] = leaf
+        for sub in reversed(path):
+            options = [{"name": sub["name"], "type": sub["type"], "options": options}]
+        data: dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": 1, "options": options}
+        if resolved:
+            data["resolved"] = resolved
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return data
+
+    def _check_options(self, command: str, defs: list[dict[str, Any]], values: Mapping[str, Any]) -> None:
+        names = {d["name"] for d in defs}
+        unknown = [k for k in values if k not in names]
+        if unknown:
+            described = [f"{d['name']}{'*' if d.get('required') else ''}" for d in defs]
+            raise AssertionError(f"/{command} has no option(s) {unknown}; options: {described}")
+        missing = [d["name"] for d in defs if d.get("required") and d["name"] not in values]
+        if missing:
+            raise AssertionError(f"/{command} needs required option(s) {missing}")
+
+    def _option_value(
+        self, command: str, d: Mapping[str, Any], value: Any, resolved: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        state = self.fake.state
+        otype, name = d["type"], d["name"]
+        where = f"/{command} {name}"
+        out: dict[str, Any] = {"name": name, "type": otype}
+        if otype == OPT_STRING:
+            text = str(value)
+            lo, hi = d.get("min_length", 0), d.get("max_length", 6000)
+            if not lo <= len(text) <= hi:
+                raise AssertionError(f"{where}: Discord allows {lo}..{hi} characters, got {len(text)}")
+            out["value"] = text
+        elif otype in (OPT_INTEGER, OPT_NUMBER):
+            if isinstance(value, bool) or not isinstance(value, int | float) or (otype == OPT_INTEGER and not isinstance(value, int)):
+                raise AssertionError(f"{where} takes {'an integer' if otype == OPT_INTEGER else 'a number'}, got {value!r}")
+            if ("min_value" in d and value < d["min_value"]) or ("max_value" in d and value > d["max_value"]):
+                raise AssertionError(f"{where} must be within {d.get('min_value')}..{d.get('max_value')}")
+            out["value"] = value
+        elif otype == OPT_BOOLEAN:
+            if not isinstance(value, bool):
+                raise AssertionError(f"{where} takes True/False, got {value!r}")
+            out["value"] = value
+        elif otype in (OPT_USER, OPT_MENTIONABLE) and not (otype == OPT_MENTIONABLE and _is_role_ref(state, value)):
+            user = value.record if isinstance(value, FakeUser) else value if isinstance(value, UserRecord) else state.user_by_name(str(value))
+            resolved.setdefault("users", {})[str(user.id)] = user.payload()
+            if user.id in state.members:
+                resolved.setdefault("members", {})[str(user.id)] = state.member_payload(
+                    user.id, with_user=False, permissions=True
+                )
+            out["value"] = str(user.id)
+        elif otype in (OPT_ROLE, OPT_MENTIONABLE):
+            role = next((r for r in state.roles.values() if r.name == str(value).lstrip("@") or str(r.id) == str(value)), None)
+            if role is None:
+                raise AssertionError(f"{where}: no role {value!r}")
+            resolved.setdefault("roles", {})[str(role.id)] = role.payload()
+            out["value"] = str(role.id)
+        elif otype == OPT_CHANNEL:
+            ch = state.channel_by_ref(value)
+            if d.get("channel_types") and ch.type not in d["channel_types"]:
+                raise AssertionError(f"{where} accepts channel types {d['channel_types']}, not {ch.type}")
+            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(ch, state.permissions(self.id))
+            out["value"] = str(ch.id)
+        elif otype == OPT_ATTACHMENT:
+            if not isinstance(value, Upload):
+                raise AssertionError(f"{where} takes an Upload(filename, bytes), got {type(value).__name__}")
+            att = self._upload(value)
+            resolved.setdefault("attachments", {})[str(att["id"])] = att
+            out["value"] = str(att["id"])
+        else:
+            raise AssertionError(f"{where}: unsupported option type {otype}")
+        choices = d.get("choices")
+        if choices and out["value"] not in [c["value"] for c in choices]:
+            names = [f"{c['name']}={c['value']!r}" for c in choices]
+            raise AssertionError(f"{where}: {value!r} is not one of the choices {names}")
+        return out
+
+    def _upload(self, upload: Upload) -> dict[str, Any]:
+        from tests.fakes.discord_server import _image_size
+
+        att = self.fake.state.make_attachment(
+            upload.filename,
+            upload.data,
+            channel_id=self.fake.application_id,
+            content_type=upload.content_type,
+            description=upload.description,
+            ephemeral=True,
+            size=_image_size(upload.data) if len(upload.data) < 64 * 1024 * 1024 else None,
+        )
+        return att.payload()
+
+    def _modal_component(
+        self,
+        comp: Mapping[str, Any],
+        values: Mapping[str, Any],
+        used: set[str],
+        resolved: dict[str, dict[str, Any]],
+        label: str | None,
+    ) -> dict[str, Any] | None:
+        ctype = comp.get("type")
+        cid = comp.get("id")
+        if ctype == 1:
+            inner = [self._modal_component(c, values, used, resolved, None) for c in comp.get("components") or []]
+            return {"type": 1, "id": cid, "components": [c for c in inner if c is not None]}
+        if ctype == 18:
+            inner_comp = self._modal_component(comp["component"], values, used, resolved, comp.get("label"))
+            return {"type": 18, "id": cid, "component": inner_comp}
+        if ctype == 10:
+            return {"type": 10, "id": cid}
+        custom_id = comp.get("custom_id")
+        if not custom_id:
+            return None
+        own_label = label or comp.get("label")
+        key = custom_id if custom_id in values else own_label if own_label in values else None
+        if key is not None:
+            used.add(key)
+        value = values.get(key) if key is not None else None
+        field = f"{own_label or custom_id!r}"
+        if ctype == 4:
+            text = str(value) if value is not None else str(comp.get("value") or "")
+            if comp.get("required", True) and not text:
+                raise AssertionError(f"modal field {field} is required")
+            lo, hi = int(comp.get("min_length") or 0), int(comp.get("max_length") or 4000)
+            if text and not lo <= len(text) <= hi:
+                raise AssertionError(f"modal field {field} takes {lo}..{hi} characters, got {len(text)}")
+            return {"type": 4, "id": cid, "custom_id": custom_id, "value": text}
+        if ctype == 19:
+            uploads = list(value or [])
+            ids = []
+            for up in uploads:
+                att = self._upload(up)
+                resolved.setdefault("attachments", {})[str(att["id"])] = att
+                ids.append(str(att["id"]))
+            if comp.get("required", True) and not ids:
+                raise AssertionError(f"modal file field {field} is required")
+            return {"type": 19, "id": cid, "custom_id": custom_id, "values": ids}
+        if ctype == 3 or ctype in (5, 6, 7, 8):
+            chosen = [str(v) for v in (value if isinstance(value, list | tuple) else [value] if value is not None else [])]
+            if ctype == 3:
+                allowed = {str(o.get("value")) for o in comp.get("options") or []}
+                if set(chosen) - allowed:
+                    raise AssertionError(f"modal select {field}: {chosen} not in options {sorted(allowed)}")
+                if not chosen:
+                    chosen = [str(o["value"]) for o in comp.get("options") or [] if o.get("default")]
+            return {"type": ctype, "id": cid, "custom_id": custom_id, "values": chosen}
+        return {"type": ctype, "id": cid, "custom_id": custom_id, "value": value}
+
+    def _start(
+        self,
+        itype: int,
+        data: dict[str, Any],
+        channel: ChannelRecord,
+        *,
+        name: str,
+        describe: str,
+        message: MessageRecord | None = None,
+        parent: InteractionRecord | None = None,
+    ) -> FakeInteraction:
+        fake, state = self.fake, self.fake.state
+        ix_id = state.ids.next()
+        token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
+        channel_payload = channel.payload()
+        channel_payload["permissions"] = str(state.permissions(self.id))
+        payload: dict[str, Any] = {
+            "id": str(ix_id),
+            "application_id": str(fake.application_id),
+            "type": itype,
+            "data": data,
+            "guild": {"id": str(state.guild_id), "locale": "en-US", "features": []},
+            "guild_id": str(state.guild_id),
+            "guild_locale": "en-US",
+            "channel": channel_payload,
+            "channel_id": str(channel.id),
+            "member": state.member_payload(self.id, permissions=True),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(state.permissions(state.bot_user.id)),
+            "locale": "en-US",
+            "entitlements": [],
+            "entitlement_sku_ids": [],
+            "authorizing_integration_owners": {"0": str(state.guild_id)},
+            "context": 0,
+            "attachment_size_limit": fake.upload_limit,
+        }
+        if message is not None:
+            payload["message"] = state.message_payload(message)
+        record = InteractionRecord(
+            id=ix_id,
+            token=token,
+            type=itype,
+            user=self.record,
+            channel_id=channel.id,
+            data=data,
+            created=fake.now(),
+            payload=payload,
+            name=name,
+            message_id=message.id if message is not None else None,
+            parent_id=parent.id if parent is not None else None,
+        )
+        fake._mark_action(describe)
+        fake._start_interaction(record)
+        return FakeInteraction(fake, record)
+
+
+def _pick(items: Iterable[Mapping[str, Any]], label: str | None, custom_id: str | None) -> Mapping[str, Any] | None:
+    items = list(items)
+    if custom_id is not None:
+        return next((i for i in items if i.get("custom_id") == custom_id), None)
+    if label is None:
+        return items[0] if len(items) == 1 else None
+    exact = next((i for i in items if i.get("label") == label), None)
+    if exact is not None:
+        return exact
+    return next((i for i in items if str(i.get("label") or "").lower() == label.lower()), None)
+
+
+def _is_role_ref(state: Any, value: Any) -> bool:
+    return isinstance(value, str) and any(r.name == value.lstrip("@") for r in state.roles.values())
+
+
+def _resolved_channel(ch: ChannelRecord, permissions: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": str(ch.id), "name": ch.name, "type": ch.type, "permissions": str(permissions)}
+    payload = ch.payload()
+    for key in ("parent_id", "thread_metadata"):
+        if key in payload:
+            out[key] = payload[key]
+    return out
+
+
+def _loose_value(value: Any) -> Any:
+    if isinstance(value, FakeUser):
+        return str(value.id)
+    if isinstance(value, Upload):
+        return value.filename
+    return value
+
+
+def _file_tuples(files: Sequence[Upload]) -> list[tuple[str, bytes, str | None]]:
+    return [(f.filename, f.data, f.content_type) for f in files]
+
+
+def _files_note(files: Sequence[Upload]) -> str:
+    return f" files={[f.filename for f in files]}" if files else ""
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Upload):
+        return f"<{value.filename} {len(value.data)}B>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
