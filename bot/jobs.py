@@ -194,7 +194,8 @@ class JobQueue:
         adding: dict[int, int] = {}
         for job in jobs:
             adding[job.user_id] = adding.get(job.user_id, 0) + 1
-        for job in jobs: self._check_room(job.user_id, 1)
+        for user_id, count in adding.items():
+            self._check_room(user_id, count)
 
         now = time.time()
         for job in jobs:

@@ -25,6 +25,7 @@ from tests.fakes.discord_state import (
     InteractionRecord,
     MessageRecord,
     UserRecord,
+    snowflake_time,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class FakeInteraction:
         """The original response message, once it has real content (not "thinking…").
         After a deferred update (6) it is the clicked message, once the bot edited it."""
         record = self.record
-        acked_at_id = record.id
+        started = snowflake_time(record.id)
 
         def ready() -> bool:
             if record.failed or record.response_type in (8, 9):
@@ -135,10 +136,8 @@ class FakeInteraction:
             msg = self.original_message
             if msg is None or msg.loading:
                 return False
-            if record.response_type == 6:
-                return msg.edited_at is not None and msg.id != acked_at_id and bool(msg.edits) and (
-                    msg.edited_at >= _snowflake_seconds(acked_at_id)
-                )
+            if record.response_type == 6:  # the clicked message, once the bot edited it
+                return msg.edited_at is not None and msg.edited_at >= started
             return True
 
         await self.fake._wait(ready, timeout, f"the original response to {record.name!r}")
@@ -159,12 +158,6 @@ class FakeInteraction:
         )
         self._raise_if_failed()
         return self.followups
-
-
-def _snowflake_seconds(snowflake: int) -> float:
-    from tests.fakes.discord_state import snowflake_time
-
-    return snowflake_time(snowflake)
 
 
 class FakeUser:
@@ -221,9 +214,9 @@ class FakeUser:
         values = {**(options or {}), **kwargs}
         cmd, path, defs = self._command(command)
         ch = self.fake.state.channel_by_ref(channel)
+        self._check_options(command, defs, values)
         resolved: dict[str, dict[str, Any]] = {}
         leaf = [self._option_value(command, d, values[d["name"]], resolved) for d in defs if d["name"] in values]
-        self._check_options(command, defs, values)
         data = self._command_data(cmd, path, leaf, resolved)
         desc = " ".join(f"{k}={_short(v)}" for k, v in values.items())
         return self._start(IX_COMMAND, data, ch, name=command, describe=f"{self.name} /{command} {desc}")

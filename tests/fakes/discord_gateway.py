@@ -46,6 +46,7 @@ class GatewayConnection:
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.session: GatewaySession | None = None
+        self.server_closed = False  # closed by the fake (the session stays resumable)
         self._outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self._writer = asyncio.create_task(self._write())
 
@@ -164,7 +165,7 @@ class Gateway:
             session = conn.session
             if session is not None and session.conn is conn:
                 session.conn = None
-                if code in (1000, 1001) and not getattr(conn, "server_closed", False):
+                if code in (1000, 1001) and not conn.server_closed:
                     session.invalidated = True  # a clean close by the bot ends the session
             if code is not None:
                 self.close_codes.append(code)
@@ -207,6 +208,9 @@ class Gateway:
             self.log(f"GW  IDENTIFY asks for privileged intents not enabled ({intents}) -> close 4014")
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return False
+        for old in self.sessions.values():
+            if old.conn is None:  # a new IDENTIFY means a new bot process: old sessions are gone
+                old.invalidated = True
         session = GatewaySession(os.urandom(16).hex(), intents, d.get("shard"))
         self.sessions[session.session_id] = session
         session.conn = conn
@@ -230,7 +234,7 @@ class Gateway:
             return True
         if session.conn is not None and session.conn is not conn:
             old = session.conn
-            old.server_closed = True  # type: ignore[attr-defined]
+            old.server_closed = True
             await old.ws.close(code=4000, message=b"Session resumed elsewhere.")
         session.conn = conn
         conn.session = session
@@ -292,7 +296,7 @@ class Gateway:
     async def disconnect(self, code: int = 4000) -> None:
         """Drop every bot connection without ending its session (the bot will RESUME)."""
         for conn in list(self.connections):
-            conn.server_closed = True  # type: ignore[attr-defined]
+            conn.server_closed = True
             if conn.session is not None and conn.session.conn is conn:
                 conn.session.conn = None
             await conn.ws.close(code=code, message=b"Fake disconnect.")
@@ -309,7 +313,7 @@ class Gateway:
 
     async def close(self) -> None:
         for conn in list(self.connections):
-            conn.server_closed = True  # type: ignore[attr-defined]
+            conn.server_closed = True
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"Fake Discord stopping.")
             await conn.stop()

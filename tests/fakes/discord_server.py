@@ -92,6 +92,7 @@ if TYPE_CHECKING:
 _EDITABLE_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_COMPONENTS_V2
 _CREATE_FLAGS = FLAG_SUPPRESS_EMBEDS | FLAG_SUPPRESS_NOTIFICATIONS | FLAG_COMPONENTS_V2
 _API_PREFIX = re.compile(r"^/api(?:/v(\d+))?(/.*)$")
+_TOKEN_IN_PATH = re.compile(r"/(aW50ZXJhY3Rpb246[^/]+)")
 
 
 @dataclass
@@ -188,6 +189,15 @@ def _brief_json(body: Any) -> str:
     if data.get("name"):
         bits.append(f"name={data['name']!r}")
     return " ".join(bits)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    head = data[:16]
+    return (
+        head.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM"))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or head[4:8] == b"ftyp"
+    )
 
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
@@ -621,7 +631,8 @@ class FakeDiscord:
         )
         file_note = " files=[" + ", ".join(f"{n}:{_size(s)}" for n, s in files) + "]" if files else ""
         code_note = f" code={error_code}" if error_code is not None else ""
-        self._log(f"REST {method} {path} -> {status}{code_note} {_brief_json(req.json)}{file_note}")
+        shown = _TOKEN_IN_PATH.sub(lambda t: f"/{t.group(1)[:4]}…{t.group(1)[-4:]}", path)
+        self._log(f"REST {method} {shown} -> {status}{code_note} {_brief_json(req.json)}{file_note}")
         return response
 
     def _validate(self, spec_route: str, method: str, path: str, body: Any) -> None:
@@ -689,7 +700,7 @@ class FakeDiscord:
         for f in sorted(files, key=lambda f: f.index):
             info = by_index.get(f.index, {})
             filename = str(info.get("filename") or f.filename)
-            size = await asyncio.to_thread(_image_size, f.data) if f.data[:4] != b"{\n  " else None
+            size = await asyncio.to_thread(_image_size, f.data) if _looks_like_image(f.data) else None
             out.append(
                 self.state.make_attachment(
                     filename, f.data, channel_id=channel_id, description=info.get("description"),
@@ -1070,13 +1081,13 @@ class FakeDiscord:
             await self._edit_message(msg, data, req.files, filling=True)
             ix.deferred_pending = False
             self._dispatch_message("MESSAGE_UPDATE", msg)
+            self._bot_message_event(msg)
         else:
             msg = await self._new_interaction_message(
                 ix, data, req.files, self._channel(ix.channel_id), followup_of=ix.original_id
             )
             self._dispatch_message("MESSAGE_CREATE", msg)
         ix.followup_ids.append(msg.id)
-        self._bot_message_event(msg)
         if not req.flag("wait"):
             return 204, None
         return 200, self.state.message_payload(msg)
@@ -1302,11 +1313,8 @@ class FakeDiscord:
     def _check_deadline(self, ix: InteractionRecord) -> None:
         if ix.acked or ix.failed:
             return
-        late = self.now() - ix.created - self.ack_deadline
-        if late > 0:
+        if self.now() - ix.created > self.ack_deadline:
             self._fail(ix, f"not acknowledged within {self.ack_deadline}s ('This interaction failed')")
-        else:
-            self._schedule_deadline(ix, -late + 0.005)
 
     def _schedule_deadline(self, ix: InteractionRecord, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -1339,7 +1347,7 @@ class FakeDiscord:
     ) -> MessageRecord:
         attachments = []
         for filename, data, content_type in files:
-            size = await asyncio.to_thread(_image_size, data)
+            size = await asyncio.to_thread(_image_size, data) if _looks_like_image(data) else None
             attachments.append(
                 self.state.make_attachment(filename, data, channel_id=channel.id, content_type=content_type, size=size)
             )

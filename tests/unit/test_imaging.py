@@ -743,3 +743,41 @@ def test_refit_keeps_the_colour_profile() -> None:
     fitted = fit_to_limit(data, "image/png", limit_bytes=len(data) // 2)
     assert fitted.mime_type == "image/jpeg"
     assert decode(fitted.data).info.get("icc_profile") == icc
+
+
+def test_multi_picture_jpeg_uses_the_main_picture() -> None:
+    # Phone JPEGs are often MPO (a main picture plus depth/preview pictures).
+    main, extra = Image.new("RGB", (40, 30), RED), Image.new("RGB", (40, 30), BLUE)
+    data = encode(main, "MPO", save_all=True, append_images=[extra])
+    out = normalise_inbound(data, filename="IMG_1234.JPG")
+    assert out.original_format == "JPEG"
+    assert close_to(decode(out.data).getpixel((5, 5)), RED, tol=20)
+
+
+_CORRUPTIBLE = {
+    fmt: encode(noise((40, 32), seed=3), fmt) for fmt in ("PNG", "JPEG", "WEBP", "GIF")
+}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    fmt=st.sampled_from(sorted(_CORRUPTIBLE)),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), max_size=6),
+    keep=st.floats(0.05, 1.0),
+)
+def test_corrupted_files_fail_only_with_image_error(
+    fmt: str, flips: list[tuple[float, int]], keep: float
+) -> None:
+    data = bytearray(_CORRUPTIBLE[fmt])
+    for where, value in flips:
+        data[int(where * len(data))] = value
+    damaged = bytes(data[: max(1, int(len(data) * keep))])
+    for call in (
+        lambda: normalise_inbound(damaged),
+        lambda: fit_to_limit(damaged, "image/png", limit_bytes=2_000),
+        lambda: split_grid(damaged, 2, 2),
+    ):
+        try:
+            call()
+        except ImageError as exc:
+            assert str(exc) and "\n" not in str(exc)
