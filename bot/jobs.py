@@ -385,10 +385,12 @@ class JobQueue:
         except Exception as exc:
             state, error = JobState.FAILED, exc
             log.error("%s failed", job.describe(), exc_info=exc)
-        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let it go
+        except BaseException as exc:
+            # KeyboardInterrupt, SystemExit, GeneratorExit: the loop is going down. Record the
+            # job as failed and let it go; scheduling or callbacks here would fail anyway.
             if self._release(job):
-                self._finalize(job, JobState.FAILED, error=exc)
-                self._after_change(allow_increase=False)
+                job.state, job.error, job.position = JobState.FAILED, exc, None
+                job.finished_at = time.time()
             raise
         if not self._release(job):
             return  # stop() gave up on this task and already finalized the job

@@ -25,6 +25,7 @@ from tests.fakes.discord_state import (
     InteractionRecord,
     MessageRecord,
     UserRecord,
+    image_size,
     snowflake_time,
 )
 
@@ -102,29 +103,34 @@ class FakeInteraction:
 
     def __repr__(self) -> str:
         r = self.record
-        return f"<FakeInteraction {r.name or r.type} by {r.user.username} acked={r.acked} type={r.response_type}>"
+        state = f"acked={r.acked} type={r.response_type} failed={r.failed}"
+        return f"<FakeInteraction {r.name or r.type} by {r.user.username} {state}>"
 
     # -- waiting -----------------------------------------------------------------------
     def _raise_if_failed(self) -> None:
         if self.record.failed:
             raise AssertionError(
-                f"interaction {self.record.name!r} failed: {self.record.fail_reason}\n{self.fake.traffic_dump()}"
+                f"interaction {self.record.name!r} failed: {self.record.fail_reason}\n"
+                f"{self.fake.traffic_dump()}"
             )
 
-    async def wait_ack(self, timeout: float = 5) -> int:
+    async def wait_ack(self, timeout: float = 5) -> int:  # noqa: ASYNC109
         """The response type (4, 5, 6, 7, 8 or 9) once the bot acknowledged."""
-        await self.fake._wait(lambda: self.record.acked or self.record.failed, timeout,
-                              f"the bot to acknowledge {self.record.name!r}")
+        await self.fake._wait(
+            lambda: self.record.acked or self.record.failed,
+            timeout,
+            f"the bot to acknowledge {self.record.name!r}",
+        )
         self._raise_if_failed()
         assert self.record.response_type is not None
         return self.record.response_type
 
-    async def wait_failed(self, timeout: float = 5) -> str:
+    async def wait_failed(self, timeout: float = 5) -> str:  # noqa: ASYNC109
         """Wait until Discord marks the interaction failed; returns the reason."""
         await self.fake._wait(lambda: self.record.failed, timeout, f"{self.record.name!r} to fail")
         return self.record.fail_reason
 
-    async def original(self, timeout: float = 10) -> MessageRecord:
+    async def original(self, timeout: float = 10) -> MessageRecord:  # noqa: ASYNC109
         """The original response message, once it has real content (not "thinking…").
         After a deferred update (6) it is the clicked message, once the bot edited it."""
         record = self.record
@@ -143,14 +149,16 @@ class FakeInteraction:
         await self.fake._wait(ready, timeout, f"the original response to {record.name!r}")
         self._raise_if_failed()
         if record.response_type == 9:
-            raise AssertionError(f"the bot answered {record.name!r} with a modal, not a message: {record.modal}")
+            raise AssertionError(
+                f"the bot answered {record.name!r} with a modal, not a message: {record.modal}"
+            )
         if record.response_type == 8:
             raise AssertionError(f"{record.name!r} was an autocomplete; see .choices")
         msg = self.original_message
         assert msg is not None
         return msg
 
-    async def wait_followups(self, count: int = 1, timeout: float = 10) -> list[MessageRecord]:
+    async def wait_followups(self, count: int = 1, timeout: float = 10) -> list[MessageRecord]:  # noqa: ASYNC109
         await self.fake._wait(
             lambda: len(self.record.followup_ids) >= count or self.record.failed,
             timeout,
@@ -184,31 +192,51 @@ class FakeUser:
 
     def ephemeral_messages(self) -> list[MessageRecord]:
         """Ephemeral bot messages only this user can see, oldest first."""
-        return [m for m in self.fake.state.messages.values() if m.visible_to == self.id and not m.deleted]
+        return [
+            m
+            for m in self.fake.state.messages.values()
+            if m.visible_to == self.id and not m.deleted
+        ]
 
     # -- messages ----------------------------------------------------------------------
-    async def say(self, channel: int | str, text: str = "", *, files: Sequence[Upload] = ()) -> MessageRecord:
+    async def say(
+        self, channel: int | str, text: str = "", *, files: Sequence[Upload] = ()
+    ) -> MessageRecord:
         """Post a plain message in a channel (name or id) or thread (id)."""
         ch = self.fake.state.channel_by_ref(channel)
-        self.fake._mark_action(f"{self.name} says in #{ch.name}: {text[:60]!r}" + _files_note(files))
+        self.fake._mark_action(
+            f"{self.name} says in #{ch.name}: {text[:60]!r}" + _files_note(files)
+        )
         return await self.fake._user_message(self.record, ch, text, _file_tuples(files))
 
     async def reply(
-        self, message: MessageRecord | int, text: str = "", *, files: Sequence[Upload] = (), mention: bool = True
+        self,
+        message: MessageRecord | int,
+        text: str = "",
+        *,
+        files: Sequence[Upload] = (),
+        mention: bool = True,
     ) -> MessageRecord:
         """Reply to a message (message_reference set; pings its author unless mention=False)."""
         target = self._message(message)
         if target.visible_to is not None:
             raise AssertionError("ephemeral messages cannot be replied to")
         ch = self.fake.state.channels[target.channel_id]
-        self.fake._mark_action(f"{self.name} replies to {target.id}: {text[:60]!r}" + _files_note(files))
+        self.fake._mark_action(
+            f"{self.name} replies to {target.id}: {text[:60]!r}" + _files_note(files)
+        )
         return await self.fake._user_message(
             self.record, ch, text, _file_tuples(files), reference=target, mention_author=mention
         )
 
     # -- application commands ------------------------------------------------------------
     async def slash(
-        self, command: str, *, channel: int | str = "general", options: Mapping[str, Any] | None = None, **kwargs: Any
+        self,
+        command: str,
+        *,
+        channel: int | str = "general",
+        options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> FakeInteraction:
         """Run /command (with "group sub" paths such as "anchor save") with options."""
         values = {**(options or {}), **kwargs}
@@ -216,10 +244,16 @@ class FakeUser:
         ch = self.fake.state.channel_by_ref(channel)
         self._check_options(command, defs, values)
         resolved: dict[str, dict[str, Any]] = {}
-        leaf = [self._option_value(command, d, values[d["name"]], resolved) for d in defs if d["name"] in values]
+        leaf = [
+            self._option_value(command, d, values[d["name"]], resolved)
+            for d in defs
+            if d["name"] in values
+        ]
         data = self._command_data(cmd, path, leaf, resolved)
         desc = " ".join(f"{k}={_short(v)}" for k, v in values.items())
-        return self._start(IX_COMMAND, data, ch, name=command, describe=f"{self.name} /{command} {desc}")
+        return self._start(
+            IX_COMMAND, data, ch, name=command, describe=f"{self.name} /{command} {desc}"
+        )
 
     async def autocomplete(
         self,
@@ -228,7 +262,7 @@ class FakeUser:
         value: str = "",
         *,
         channel: int | str = "general",
-        timeout: float = 3.5,
+        timeout: float = 3.5,  # noqa: ASYNC109
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """Type `value` into `option` of /command; returns the bot's choices [{name, value}]."""
@@ -243,18 +277,31 @@ class FakeUser:
             if d["name"] == option:
                 leaf.append({"name": option, "type": d["type"], "value": value, "focused": True})
             elif d["name"] in kwargs:
-                leaf.append({"name": d["name"], "type": d["type"], "value": _loose_value(kwargs[d["name"]])})
+                leaf.append(
+                    {"name": d["name"], "type": d["type"], "value": _loose_value(kwargs[d["name"]])}
+                )
         data = self._command_data(cmd, path, leaf, {})
         ch = self.fake.state.channel_by_ref(channel)
-        ix = self._start(IX_AUTOCOMPLETE, data, ch, name=command,
-                         describe=f"{self.name} autocompletes /{command} {option}={value!r}")
+        ix = self._start(
+            IX_AUTOCOMPLETE,
+            data,
+            ch,
+            name=command,
+            describe=f"{self.name} autocompletes /{command} {option}={value!r}",
+        )
         await ix.wait_ack(timeout)
         if ix.response_type != 8 or ix.choices is None:
-            raise AssertionError(f"autocomplete for /{command} got response type {ix.response_type}, not 8")
+            raise AssertionError(
+                f"autocomplete for /{command} got response type {ix.response_type}, not 8"
+            )
         return ix.choices
 
     async def context_menu(
-        self, name: str, target: MessageRecord | int | FakeUser | UserRecord, *, channel: int | str | None = None
+        self,
+        name: str,
+        target: MessageRecord | int | FakeUser | UserRecord,
+        *,
+        channel: int | str | None = None,
     ) -> FakeInteraction:
         """Apps ▸ name on a message (message command) or on a member (user command)."""
         state = self.fake.state
@@ -263,7 +310,9 @@ class FakeUser:
             cmd = self._find_command(name, 2)
             resolved = {
                 "users": {str(user.id): user.payload()},
-                "members": {str(user.id): state.member_payload(user.id, with_user=False, permissions=True)},
+                "members": {
+                    str(user.id): state.member_payload(user.id, with_user=False, permissions=True)
+                },
             }
             target_id = user.id
             ch = state.channel_by_ref(channel or "general")
@@ -277,29 +326,51 @@ class FakeUser:
             ch = state.channels[msg.channel_id]
         self._check_permission(cmd)
         data: dict[str, Any] = {
-            "id": cmd["id"], "name": cmd["name"], "type": cmd["type"], "target_id": str(target_id), "resolved": resolved,
+            "id": cmd["id"],
+            "name": cmd["name"],
+            "type": cmd["type"],
+            "target_id": str(target_id),
+            "resolved": resolved,
         }
         if cmd.get("guild_id"):
             data["guild_id"] = cmd["guild_id"]
-        return self._start(IX_COMMAND, data, ch, name=name, describe=f"{self.name} context menu {name!r} on {target_id}")
+        return self._start(
+            IX_COMMAND,
+            data,
+            ch,
+            name=name,
+            describe=f"{self.name} context menu {name!r} on {target_id}",
+        )
 
     # -- components ----------------------------------------------------------------------
-    async def click(self, message: MessageRecord | int, label: str | None = None, *, custom_id: str | None = None) -> FakeInteraction:
+    async def click(
+        self,
+        message: MessageRecord | int,
+        label: str | None = None,
+        *,
+        custom_id: str | None = None,
+    ) -> FakeInteraction:
         """Click a button found by its label (or custom_id)."""
         msg = self._visible_message(message)
         buttons = [c for c in walk_components(msg.components) if c.get("type") == 2]
         button = _pick(buttons, label, custom_id)
         if button is None:
             have = [(b.get("label"), b.get("custom_id")) for b in buttons]
-            raise AssertionError(f"no button {label or custom_id!r} on message {msg.id}; buttons: {have}")
+            raise AssertionError(
+                f"no button {label or custom_id!r} on message {msg.id}; buttons: {have}"
+            )
         if button.get("disabled"):
             raise AssertionError(f"button {label or custom_id!r} is disabled")
         if button.get("style") in (5, 6) or not button.get("custom_id"):
-            raise AssertionError(f"button {label or custom_id!r} is a link/premium button: no interaction")
+            raise AssertionError(
+                f"button {label or custom_id!r} is a link/premium button: no interaction"
+            )
         data: dict[str, Any] = {"custom_id": button["custom_id"], "component_type": 2}
         if isinstance(button.get("id"), int):
             data["id"] = button["id"]
-        return self._component(msg, data, f"{self.name} clicks {button.get('label') or button['custom_id']!r}")
+        return self._component(
+            msg, data, f"{self.name} clicks {button.get('label') or button['custom_id']!r}"
+        )
 
     async def select(
         self,
@@ -313,8 +384,13 @@ class FakeUser:
         msg = self._visible_message(message)
         selects = [c for c in walk_components(msg.components) if c.get("type") == 3]
         menu = next(
-            (s for s in selects if (custom_id and s.get("custom_id") == custom_id)
-             or (placeholder and s.get("placeholder") == placeholder) or (not custom_id and not placeholder)),
+            (
+                s
+                for s in selects
+                if (custom_id and s.get("custom_id") == custom_id)
+                or (placeholder and s.get("placeholder") == placeholder)
+                or (not custom_id and not placeholder)
+            ),
             None,
         )
         if menu is None:
@@ -322,39 +398,66 @@ class FakeUser:
         allowed = {str(o.get("value")) for o in menu.get("options") or []}
         wrong = [v for v in values if v not in allowed]
         if wrong:
-            raise AssertionError(f"values {wrong} are not options of the menu; options: {sorted(allowed)}")
+            raise AssertionError(
+                f"values {wrong} are not options of the menu; options: {sorted(allowed)}"
+            )
         lo, hi = int(menu.get("min_values", 1)), int(menu.get("max_values", 1))
         if not lo <= len(values) <= hi:
             raise AssertionError(f"the menu takes {lo}..{hi} values, got {len(values)}")
         data = {"custom_id": menu["custom_id"], "component_type": 3, "values": list(values)}
         return self._component(msg, data, f"{self.name} selects {list(values)}")
 
-    async def submit_modal(self, opened_by: FakeInteraction, values: Mapping[str, Any], *, timeout: float = 5) -> FakeInteraction:
+    async def submit_modal(
+        self,
+        opened_by: FakeInteraction,
+        values: Mapping[str, Any],
+        *,
+        timeout: float = 5,  # noqa: ASYNC109
+    ) -> FakeInteraction:
         """Fill the modal the bot opened in answer to `opened_by` (keys: custom_id or label)."""
         if opened_by.modal is None and not opened_by.failed:
             await opened_by.wait_ack(timeout)
         modal = opened_by.modal
         if modal is None:
-            raise AssertionError(f"the bot did not open a modal for {opened_by.record.name!r} (response type {opened_by.response_type})")
+            raise AssertionError(
+                f"the bot did not open a modal for {opened_by.record.name!r} "
+                f"(response type {opened_by.response_type})"
+            )
         resolved: dict[str, dict[str, Any]] = {}
         used: set[str] = set()
         components = [
-            c for c in (self._modal_component(comp, values, used, resolved, None) for comp in modal.get("components") or [])
+            c
+            for c in (
+                self._modal_component(comp, values, used, resolved, None)
+                for comp in modal.get("components") or []
+            )
             if c is not None
         ]
         unknown = set(values) - used
         if unknown:
-            fields = [f"{c.get('custom_id')} ({c.get('label', '')})" for c in walk_components(modal.get("components") or []) if c.get("custom_id")]
-            raise AssertionError(f"modal {modal.get('title')!r} has no field(s) {sorted(unknown)}; fields: {fields}")
+            fields = [
+                f"{c.get('custom_id')} ({c.get('label', '')})"
+                for c in walk_components(modal.get("components") or [])
+                if c.get("custom_id")
+            ]
+            raise AssertionError(
+                f"modal {modal.get('title')!r} has no field(s) {sorted(unknown)}; fields: {fields}"
+            )
         data: dict[str, Any] = {"custom_id": modal["custom_id"], "components": components}
         if resolved:
             data["resolved"] = resolved
         parent = opened_by.record
+        shown = {k: _short(v) for k, v in values.items()}
         ch = self.fake.state.channels[parent.channel_id]
         message = self.fake.state.messages.get(parent.message_id) if parent.message_id else None
         return self._start(
-            IX_MODAL_SUBMIT, data, ch, name=f"modal:{modal['custom_id']}", message=message, parent=parent,
-            describe=f"{self.name} submits modal {modal.get('title')!r} {dict((k, _short(v)) for k, v in values.items())}",
+            IX_MODAL_SUBMIT,
+            data,
+            ch,
+            name=f"modal:{modal['custom_id']}",
+            message=message,
+            parent=parent,
+            describe=f"{self.name} submits modal {modal.get('title')!r} {shown}",
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -371,9 +474,13 @@ class FakeUser:
             raise AssertionError(f"message {msg.id} is ephemeral and not visible to {self.name}")
         return msg
 
-    def _component(self, msg: MessageRecord, data: dict[str, Any], describe: str) -> FakeInteraction:
+    def _component(
+        self, msg: MessageRecord, data: dict[str, Any], describe: str
+    ) -> FakeInteraction:
         ch = self.fake.state.channels[msg.channel_id]
-        return self._start(IX_COMPONENT, data, ch, name=str(data["custom_id"]), message=msg, describe=describe)
+        return self._start(
+            IX_COMPONENT, data, ch, name=str(data["custom_id"]), message=msg, describe=describe
+        )
 
     def _find_command(self, name: str, ctype: int) -> dict[str, Any]:
         for cmd in self.fake.commands(guild=True) + self.fake.commands(guild=False):
@@ -389,19 +496,32 @@ class FakeUser:
             return
         need = int(needed)
         if self.fake.state.permissions(self.id) & need != need:
-            raise AssertionError(f"{self.name} cannot see /{cmd['name']}: it needs permissions {need}")
+            raise AssertionError(
+                f"{self.name} cannot see /{cmd['name']}: it needs permissions {need}"
+            )
 
-    def _command(self, command: str) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    def _command(
+        self, command: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         parts = command.strip().lstrip("/").split()
         cmd = self._find_command(parts[0], 1)
         self._check_permission(cmd)
         path: list[dict[str, Any]] = []
         defs: list[dict[str, Any]] = list(cmd.get("options") or [])
         for part in parts[1:]:
-            sub = next((o for o in defs if o["name"] == part and o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)), None)
+            sub = next(
+                (
+                    o
+                    for o in defs
+                    if o["name"] == part and o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)
+                ),
+                None,
+            )
             if sub is None:
                 subs = [o["name"] for o in defs if o["type"] in (OPT_SUB_COMMAND, OPT_GROUP)]
-                raise AssertionError(f"/{' '.join(parts[: len(path) + 1])} has no subcommand {part!r}; has {subs}")
+                raise AssertionError(
+                    f"/{' '.join(parts[: len(path) + 1])} has no subcommand {part!r}; has {subs}"
+                )
             path.append(sub)
             defs = list(sub.get("options") or [])
         if any(o["type"] in (OPT_SUB_COMMAND, OPT_GROUP) for o in defs):
@@ -411,7 +531,10 @@ class FakeUser:
 
     @staticmethod
     def _command_data(
-        cmd: Mapping[str, Any], path: list[dict[str, Any]], leaf: list[dict[str, Any]], resolved: dict[str, Any]
+        cmd: Mapping[str, Any],
+        path: list[dict[str, Any]],
+        leaf: list[dict[str, Any]],
+        resolved: dict[str, Any],
     ) -> dict[str, Any]:
         options: list[dict[str, Any]] = leaf
         for sub in reversed(path):
@@ -423,7 +546,9 @@ class FakeUser:
             data["guild_id"] = cmd["guild_id"]
         return data
 
-    def _check_options(self, command: str, defs: list[dict[str, Any]], values: Mapping[str, Any]) -> None:
+    def _check_options(
+        self, command: str, defs: list[dict[str, Any]], values: Mapping[str, Any]
+    ) -> None:
         names = {d["name"] for d in defs}
         unknown = [k for k in values if k not in names]
         if unknown:
@@ -444,20 +569,41 @@ class FakeUser:
             text = str(value)
             lo, hi = d.get("min_length", 0), d.get("max_length", 6000)
             if not lo <= len(text) <= hi:
-                raise AssertionError(f"{where}: Discord allows {lo}..{hi} characters, got {len(text)}")
+                raise AssertionError(
+                    f"{where}: Discord allows {lo}..{hi} characters, got {len(text)}"
+                )
             out["value"] = text
         elif otype in (OPT_INTEGER, OPT_NUMBER):
-            if isinstance(value, bool) or not isinstance(value, int | float) or (otype == OPT_INTEGER and not isinstance(value, int)):
-                raise AssertionError(f"{where} takes {'an integer' if otype == OPT_INTEGER else 'a number'}, got {value!r}")
-            if ("min_value" in d and value < d["min_value"]) or ("max_value" in d and value > d["max_value"]):
-                raise AssertionError(f"{where} must be within {d.get('min_value')}..{d.get('max_value')}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or (otype == OPT_INTEGER and not isinstance(value, int))
+            ):
+                raise AssertionError(
+                    f"{where} takes {'an integer' if otype == OPT_INTEGER else 'a number'}, "
+                    f"got {value!r}"
+                )
+            if ("min_value" in d and value < d["min_value"]) or (
+                "max_value" in d and value > d["max_value"]
+            ):
+                raise AssertionError(
+                    f"{where} must be within {d.get('min_value')}..{d.get('max_value')}"
+                )
             out["value"] = value
         elif otype == OPT_BOOLEAN:
             if not isinstance(value, bool):
                 raise AssertionError(f"{where} takes True/False, got {value!r}")
             out["value"] = value
-        elif otype in (OPT_USER, OPT_MENTIONABLE) and not (otype == OPT_MENTIONABLE and _is_role_ref(state, value)):
-            user = value.record if isinstance(value, FakeUser) else value if isinstance(value, UserRecord) else state.user_by_name(str(value))
+        elif otype in (OPT_USER, OPT_MENTIONABLE) and not (
+            otype == OPT_MENTIONABLE and _is_role_ref(state, value)
+        ):
+            user = (
+                value.record
+                if isinstance(value, FakeUser)
+                else value
+                if isinstance(value, UserRecord)
+                else state.user_by_name(str(value))
+            )
             resolved.setdefault("users", {})[str(user.id)] = user.payload()
             if user.id in state.members:
                 resolved.setdefault("members", {})[str(user.id)] = state.member_payload(
@@ -465,7 +611,14 @@ class FakeUser:
                 )
             out["value"] = str(user.id)
         elif otype in (OPT_ROLE, OPT_MENTIONABLE):
-            role = next((r for r in state.roles.values() if r.name == str(value).lstrip("@") or str(r.id) == str(value)), None)
+            role = next(
+                (
+                    r
+                    for r in state.roles.values()
+                    if r.name == str(value).lstrip("@") or str(r.id) == str(value)
+                ),
+                None,
+            )
             if role is None:
                 raise AssertionError(f"{where}: no role {value!r}")
             resolved.setdefault("roles", {})[str(role.id)] = role.payload()
@@ -473,12 +626,18 @@ class FakeUser:
         elif otype == OPT_CHANNEL:
             ch = state.channel_by_ref(value)
             if d.get("channel_types") and ch.type not in d["channel_types"]:
-                raise AssertionError(f"{where} accepts channel types {d['channel_types']}, not {ch.type}")
-            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(ch, state.permissions(self.id))
+                raise AssertionError(
+                    f"{where} accepts channel types {d['channel_types']}, not {ch.type}"
+                )
+            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(
+                ch, state.permissions(self.id)
+            )
             out["value"] = str(ch.id)
         elif otype == OPT_ATTACHMENT:
             if not isinstance(value, Upload):
-                raise AssertionError(f"{where} takes an Upload(filename, bytes), got {type(value).__name__}")
+                raise AssertionError(
+                    f"{where} takes an Upload(filename, bytes), got {type(value).__name__}"
+                )
             att = self._upload(value)
             resolved.setdefault("attachments", {})[str(att["id"])] = att
             out["value"] = str(att["id"])
@@ -491,8 +650,6 @@ class FakeUser:
         return out
 
     def _upload(self, upload: Upload) -> dict[str, Any]:
-        from tests.fakes.discord_server import _image_size
-
         att = self.fake.state.make_attachment(
             upload.filename,
             upload.data,
@@ -500,7 +657,7 @@ class FakeUser:
             content_type=upload.content_type,
             description=upload.description,
             ephemeral=True,
-            size=_image_size(upload.data) if len(upload.data) < 64 * 1024 * 1024 else None,
+            size=image_size(upload.data),
         )
         return att.payload()
 
@@ -515,10 +672,15 @@ class FakeUser:
         ctype = comp.get("type")
         cid = comp.get("id")
         if ctype == 1:
-            inner = [self._modal_component(c, values, used, resolved, None) for c in comp.get("components") or []]
+            inner = [
+                self._modal_component(c, values, used, resolved, None)
+                for c in comp.get("components") or []
+            ]
             return {"type": 1, "id": cid, "components": [c for c in inner if c is not None]}
         if ctype == 18:
-            inner_comp = self._modal_component(comp["component"], values, used, resolved, comp.get("label"))
+            inner_comp = self._modal_component(
+                comp["component"], values, used, resolved, comp.get("label")
+            )
             return {"type": 18, "id": cid, "component": inner_comp}
         if ctype == 10:
             return {"type": 10, "id": cid}
@@ -537,7 +699,9 @@ class FakeUser:
                 raise AssertionError(f"modal field {field} is required")
             lo, hi = int(comp.get("min_length") or 0), int(comp.get("max_length") or 4000)
             if text and not lo <= len(text) <= hi:
-                raise AssertionError(f"modal field {field} takes {lo}..{hi} characters, got {len(text)}")
+                raise AssertionError(
+                    f"modal field {field} takes {lo}..{hi} characters, got {len(text)}"
+                )
             return {"type": 4, "id": cid, "custom_id": custom_id, "value": text}
         if ctype == 19:
             uploads = list(value or [])
@@ -550,13 +714,26 @@ class FakeUser:
                 raise AssertionError(f"modal file field {field} is required")
             return {"type": 19, "id": cid, "custom_id": custom_id, "values": ids}
         if ctype == 3 or ctype in (5, 6, 7, 8):
-            chosen = [str(v) for v in (value if isinstance(value, list | tuple) else [value] if value is not None else [])]
+            chosen = [
+                str(v)
+                for v in (
+                    value
+                    if isinstance(value, list | tuple)
+                    else [value]
+                    if value is not None
+                    else []
+                )
+            ]
             if ctype == 3:
                 allowed = {str(o.get("value")) for o in comp.get("options") or []}
                 if set(chosen) - allowed:
-                    raise AssertionError(f"modal select {field}: {chosen} not in options {sorted(allowed)}")
+                    raise AssertionError(
+                        f"modal select {field}: {chosen} not in options {sorted(allowed)}"
+                    )
                 if not chosen:
-                    chosen = [str(o["value"]) for o in comp.get("options") or [] if o.get("default")]
+                    chosen = [
+                        str(o["value"]) for o in comp.get("options") or [] if o.get("default")
+                    ]
             return {"type": ctype, "id": cid, "custom_id": custom_id, "values": chosen}
         return {"type": ctype, "id": cid, "custom_id": custom_id, "value": value}
 
@@ -617,7 +794,9 @@ class FakeUser:
         return FakeInteraction(fake, record)
 
 
-def _pick(items: Iterable[Mapping[str, Any]], label: str | None, custom_id: str | None) -> Mapping[str, Any] | None:
+def _pick(
+    items: Iterable[Mapping[str, Any]], label: str | None, custom_id: str | None
+) -> Mapping[str, Any] | None:
     items = list(items)
     if custom_id is not None:
         return next((i for i in items if i.get("custom_id") == custom_id), None)
@@ -634,7 +813,12 @@ def _is_role_ref(state: Any, value: Any) -> bool:
 
 
 def _resolved_channel(ch: ChannelRecord, permissions: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"id": str(ch.id), "name": ch.name, "type": ch.type, "permissions": str(permissions)}
+    out: dict[str, Any] = {
+        "id": str(ch.id),
+        "name": ch.name,
+        "type": ch.type,
+        "permissions": str(permissions),
+    }
     payload = ch.payload()
     for key in ("parent_id", "thread_metadata"):
         if key in payload:

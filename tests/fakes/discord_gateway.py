@@ -147,7 +147,12 @@ class Gateway:
         await ws.prepare(request)
         conn = GatewayConnection(ws)
         self.connections.add(conn)
-        conn.send(_frame(OP_HELLO, {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]}))
+        conn.send(
+            _frame(
+                OP_HELLO,
+                {"heartbeat_interval": self.heartbeat_interval_ms, "_trace": ["fake-gateway"]},
+            )
+        )
         try:
             async for msg in ws:
                 if msg.type is not WSMsgType.TEXT:
@@ -205,7 +210,9 @@ class Gateway:
             return False
         intents = int(d.get("intents") or 0)
         if intents & PRIVILEGED & ~self.enabled_privileged:
-            self.log(f"GW  IDENTIFY asks for privileged intents not enabled ({intents}) -> close 4014")
+            self.log(
+                f"GW  IDENTIFY asks for privileged intents not enabled ({intents}) -> close 4014"
+            )
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return False
         for old in self.sessions.values():
@@ -217,7 +224,9 @@ class Gateway:
         conn.session = session
         self.identify_count += 1
         session.dispatch("READY", self._ready_payload(session))
-        session.dispatch("GUILD_CREATE", self.state.guild_create_payload(members=session.has(I_GUILD_MEMBERS)))
+        session.dispatch(
+            "GUILD_CREATE", self.state.guild_create_payload(members=session.has(I_GUILD_MEMBERS))
+        )
         session.ready = True
         self.log(f"GW  IDENTIFY ok (intents {intents}) -> READY + GUILD_CREATE")
         self.notify()

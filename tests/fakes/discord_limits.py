@@ -186,7 +186,9 @@ def embed_errors(embeds: Sequence[Mapping[str, Any]]) -> list[tuple[list[str | i
     total = 0
     for i, embed in enumerate(embeds):
         if not isinstance(embed, Mapping):
-            out.append((["embeds", i], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType"))
+            out.append(
+                (["embeds", i], "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")
+            )
             continue
         base: list[str | int] = ["embeds", i]
         for key, limit in (("title", EMBED_TITLE), ("description", EMBED_DESCRIPTION)):
@@ -216,7 +218,11 @@ def embed_errors(embeds: Sequence[Mapping[str, Any]]) -> list[tuple[list[str | i
                 out.append(([*base, "fields", j, "value"], *_max_len(EMBED_FIELD_VALUE)))
     if total > EMBED_TOTAL:
         out.append(
-            (["embeds"], "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {EMBED_TOTAL}")
+            (
+                ["embeds"],
+                "MAX_EMBED_SIZE_EXCEEDED",
+                f"Embed size exceeds maximum size of {EMBED_TOTAL}",
+            )
         )
     return out
 
@@ -234,7 +240,9 @@ def walk_components(components: Iterable[Mapping[str, Any]]) -> Iterator[Mapping
                 yield from walk_components([child])
 
 
-def component_errors(components: Sequence[Mapping[str, Any]], flags: int) -> list[tuple[list[str | int], str, str]]:
+def component_errors(
+    components: Sequence[Mapping[str, Any]], flags: int
+) -> list[tuple[list[str | int], str, str]]:
     out: list[tuple[list[str | int], str, str]] = []
     if not flags & FLAG_COMPONENTS_V2:
         if len(components) > MAX_ACTION_ROWS:
@@ -242,7 +250,11 @@ def component_errors(components: Sequence[Mapping[str, Any]], flags: int) -> lis
         for i, row in enumerate(components):
             if row.get("type") != COMPONENT_ACTION_ROW:
                 out.append(
-                    (["components", i, "type"], "UNION_TYPE_CHOICES", "Value of field \"type\" must be one of (1,).")
+                    (
+                        ["components", i, "type"],
+                        "UNION_TYPE_CHOICES",
+                        'Value of field "type" must be one of (1,).',
+                    )
                 )
                 continue
             items = row.get("components") or []
@@ -258,7 +270,11 @@ def component_errors(components: Sequence[Mapping[str, Any]], flags: int) -> lis
                 out.append((["components", "custom_id"], *_between(1, CUSTOM_ID_MAX)))
             if custom_id in seen:
                 out.append(
-                    (["components", "custom_id"], "COMPONENT_CUSTOM_ID_DUPLICATED", "Component custom id cannot be duplicated")
+                    (
+                        ["components", "custom_id"],
+                        "COMPONENT_CUSTOM_ID_DUPLICATED",
+                        "Component custom id cannot be duplicated",
+                    )
                 )
             seen.add(custom_id)
         if comp.get("type") == COMPONENT_BUTTON:
@@ -267,7 +283,9 @@ def component_errors(components: Sequence[Mapping[str, Any]], flags: int) -> lis
             if comp.get("style") == 5 and not comp.get("url"):
                 out.append((["components", "url"], "BASE_TYPE_REQUIRED", "This field is required"))
             if comp.get("style") not in (5, 6) and not custom_id:
-                out.append((["components", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required"))
+                out.append(
+                    (["components", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required")
+                )
         if comp.get("type") in SELECT_TYPES and len(comp.get("options") or []) > 25:
             out.append((["components", "options"], *_max_len(25)))
     return out
@@ -299,14 +317,23 @@ def check_message(
     errors.extend(component_errors(components, flags))
     if flags & FLAG_COMPONENTS_V2 and (content or embeds):
         errors.append(
-            (["content"], "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
-             "The 'content' and 'embeds' fields cannot be used when using MessageFlags.IS_COMPONENTS_V2")
+            (
+                ["content"],
+                "MESSAGE_CANNOT_USE_LEGACY_FIELDS_WITH_COMPONENTS_V2",
+                "The 'content' and 'embeds' fields cannot be used when using "
+                "MessageFlags.IS_COMPONENTS_V2",
+            )
         )
     if errors:
         raise form_errors(errors)
     if creating and not (
-        content or embeds or file_count or components or payload.get("sticker_ids")
-        or payload.get("poll") or keeps_attachments
+        content
+        or embeds
+        or file_count
+        or components
+        or payload.get("sticker_ids")
+        or payload.get("poll")
+        or keeps_attachments
     ):
         raise empty_message()
 
@@ -326,7 +353,10 @@ def check_modal(data: Mapping[str, Any]) -> None:
     if not 1 <= len(components) <= MODAL_MAX_COMPONENTS:
         errors.append((["data", "components"], *_between(1, MODAL_MAX_COMPONENTS)))
     for comp in walk_components(components):
-        if comp.get("type") == COMPONENT_LABEL and _text_len(comp.get("label")) > TEXT_INPUT_LABEL_MAX:
+        if (
+            comp.get("type") == COMPONENT_LABEL
+            and _text_len(comp.get("label")) > TEXT_INPUT_LABEL_MAX
+        ):
             errors.append((["data", "components", "label"], *_max_len(TEXT_INPUT_LABEL_MAX)))
         if comp.get("type") == COMPONENT_TEXT_INPUT:
             if _text_len(comp.get("label")) > TEXT_INPUT_LABEL_MAX:
@@ -336,7 +366,11 @@ def check_modal(data: Mapping[str, Any]) -> None:
             max_length = comp.get("max_length")
             if isinstance(max_length, int) and max_length > TEXT_INPUT_VALUE_MAX:
                 errors.append(
-                    (["data", "components", "max_length"], "NUMBER_TYPE_MAX", f"int value should be less than or equal to {TEXT_INPUT_VALUE_MAX}.")
+                    (
+                        ["data", "components", "max_length"],
+                        "NUMBER_TYPE_MAX",
+                        f"int value should be less than or equal to {TEXT_INPUT_VALUE_MAX}.",
+                    )
                 )
     if errors:
         raise form_errors(errors)
@@ -362,7 +396,9 @@ def check_choices(choices: Any) -> None:
 # --- application commands ---------------------------------------------------------------
 
 
-def _option_errors(options: Sequence[Mapping[str, Any]], base: list[str | int]) -> list[tuple[list[str | int], str, str]]:
+def _option_errors(
+    options: Sequence[Mapping[str, Any]], base: list[str | int]
+) -> list[tuple[list[str | int], str, str]]:
     out: list[tuple[list[str | int], str, str]] = []
     if len(options) > COMMAND_MAX_OPTIONS:
         out.append(([*base, "options"], *_max_len(COMMAND_MAX_OPTIONS)))
@@ -372,9 +408,17 @@ def _option_errors(options: Sequence[Mapping[str, Any]], base: list[str | int]) 
         path: list[str | int] = [*base, "options", i]
         name = opt.get("name", "")
         if not isinstance(name, str) or not _NAME_RE.match(name) or name != name.lower():
-            out.append(([*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
+            out.append(
+                ([*path, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+            )
         if name in names:
-            out.append(([*path, "name"], "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option name already exists"))
+            out.append(
+                (
+                    [*path, "name"],
+                    "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
+                    "Option name already exists",
+                )
+            )
         names.add(name)
         desc = opt.get("description", "")
         if not isinstance(desc, str) or not 1 <= len(desc) <= 100:
@@ -384,8 +428,11 @@ def _option_errors(options: Sequence[Mapping[str, Any]], base: list[str | int]) 
             out.append(([*path, "choices"], *_max_len(COMMAND_MAX_CHOICES)))
         if choices and opt.get("autocomplete"):
             out.append(
-                ([*path, "autocomplete"], "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE",
-                 "Autocomplete cannot be set for options with choices")
+                (
+                    [*path, "autocomplete"],
+                    "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE",
+                    "Autocomplete cannot be set for options with choices",
+                )
             )
         if opt.get("type") in (1, 2):
             out.extend(_option_errors(opt.get("options") or [], path))
@@ -393,8 +440,11 @@ def _option_errors(options: Sequence[Mapping[str, Any]], base: list[str | int]) 
         if opt.get("required"):
             if seen_optional:
                 out.append(
-                    ([*base, "options"], "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                     "Required options must be placed before non-required options")
+                    (
+                        [*base, "options"],
+                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                        "Required options must be placed before non-required options",
+                    )
                 )
         else:
             seen_optional = True
@@ -417,11 +467,19 @@ def check_commands(commands: Any, *, global_: bool) -> None:
         name = cmd.get("name", "")
         key = (ctype, name)
         if key in seen:
-            errors.append(([i, "name"], "APPLICATION_COMMANDS_DUPLICATE_NAME", f"Application command names must be unique: {name}"))
+            errors.append(
+                (
+                    [i, "name"],
+                    "APPLICATION_COMMANDS_DUPLICATE_NAME",
+                    f"Application command names must be unique: {name}",
+                )
+            )
         seen.add(key)
         if ctype == 1:
             if not isinstance(name, str) or not _NAME_RE.match(name) or name != name.lower():
-                errors.append(([i, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
+                errors.append(
+                    ([i, "name"], "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+                )
             desc = cmd.get("description", "")
             if not isinstance(desc, str) or not 1 <= len(desc) <= 100:
                 errors.append(([i, "description"], *_between(1, 100)))
@@ -429,10 +487,22 @@ def check_commands(commands: Any, *, global_: bool) -> None:
         elif not isinstance(name, str) or not 1 <= len(name) <= 32:
             errors.append(([i, "name"], *_between(1, 32)))
     if counts[1] > MAX_GLOBAL_CHAT_COMMANDS:
-        errors.append(([], "APPLICATION_COMMANDS_TOO_MANY", "Maximum number of application commands reached (100)"))
+        errors.append(
+            (
+                [],
+                "APPLICATION_COMMANDS_TOO_MANY",
+                "Maximum number of application commands reached (100)",
+            )
+        )
     for ctype in (2, 3):
         if counts.get(ctype, 0) > MAX_CONTEXT_MENUS:
-            errors.append(([], "APPLICATION_COMMANDS_TOO_MANY_CONTEXT_MENUS", f"Maximum number of context menu commands reached ({MAX_CONTEXT_MENUS})"))
+            errors.append(
+                (
+                    [],
+                    "APPLICATION_COMMANDS_TOO_MANY_CONTEXT_MENUS",
+                    f"Maximum number of context menu commands reached ({MAX_CONTEXT_MENUS})",
+                )
+            )
     if errors:
         raise form_errors(errors)
 

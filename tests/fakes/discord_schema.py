@@ -66,7 +66,8 @@ def _validator(spec_route: str, method: str) -> Any:
     content = operation.get("requestBody", {}).get("content", {})
     if "application/json" not in content:
         return None
-    pointer = f"/paths/{_escape(spec_route)}/{method.lower()}/requestBody/content/application~1json/schema"
+    body = "requestBody/content/application~1json/schema"
+    pointer = f"/paths/{_escape(spec_route)}/{method.lower()}/{body}"
     return Draft202012Validator({"$ref": f"{_SPEC_URI}#{pointer}"}, registry=registry)
 
 

@@ -16,18 +16,16 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
 from tests.fakes import discord_schema
 from tests.fakes.discord_gateway import (
@@ -84,6 +82,7 @@ from tests.fakes.discord_state import (
     InteractionRecord,
     MessageRecord,
     UserRecord,
+    image_size,
 )
 
 if TYPE_CHECKING:
@@ -126,7 +125,7 @@ class _Req:
     method: str
     path: str
     params: dict[str, str]
-    query: MultiDictProxy[str]
+    query: Mapping[str, str]
     json: Any
     files: list[UploadedFile]
 
@@ -155,7 +154,9 @@ class _Route:
     spec: str | None
 
 
-def _json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+def _json_response(
+    status: int, body: Any, headers: Mapping[str, str] | None = None
+) -> web.Response:
     # Exactly "application/json": discord.py compares the header verbatim.
     out = {"Content-Type": "application/json", **(headers or {})}
     return web.Response(status=status, body=json.dumps(body).encode(), headers=out)
@@ -174,7 +175,7 @@ def _size(n: int) -> str:
 def _brief_json(body: Any) -> str:
     if not isinstance(body, dict):
         return f"[{len(body)} items]" if isinstance(body, list) else ""
-    data = body.get("data") if isinstance(body.get("data"), dict) else body
+    data: dict[str, Any] = body["data"] if isinstance(body.get("data"), dict) else body
     bits = []
     if "type" in body:
         bits.append(f"type={body['type']}")
@@ -189,25 +190,6 @@ def _brief_json(body: Any) -> str:
     if data.get("name"):
         bits.append(f"name={data['name']!r}")
     return " ".join(bits)
-
-
-def _looks_like_image(data: bytes) -> bool:
-    head = data[:16]
-    return (
-        head.startswith((b"\x89PNG", b"\xff\xd8", b"GIF8", b"BM"))
-        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-        or head[4:8] == b"ftyp"
-    )
-
-
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as img:  # reads the header only
-            return img.size
-    except Exception:
-        return None
 
 
 class FakeDiscord:
@@ -225,7 +207,7 @@ class FakeDiscord:
         self.guild_id = self.state.guild_id
         self.bot_user: UserRecord = self.state.bot_user
         self.token = _bot_token(self.application_id)
-        self.upload_limit = upload_limit
+        self.upload_limit = upload_limit  # also sets the guild's boost tier to match
         self.ack_deadline = ack_deadline
         self.token_lifetime = TOKEN_LIFETIME_S
         self.validate_schema = validate_schema and discord_schema.available()
@@ -258,7 +240,9 @@ class FakeDiscord:
         app.router.add_get("/attachments/{channel}/{attachment}/{filename}", self._cdn)
         app.router.add_get("/ephemeral-attachments/{channel}/{attachment}/{filename}", self._cdn)
         app.router.add_route("*", "/api/{tail:.*}", self._api)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -287,6 +271,16 @@ class FakeDiscord:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    @property
+    def upload_limit(self) -> int:
+        """Per-file upload limit (10 MiB; 50/100 MiB for boosted servers)."""
+        return self._upload_limit
+
+    @upload_limit.setter
+    def upload_limit(self, value: int) -> None:
+        self._upload_limit = value
+        self.state.premium_tier = 3 if value >= 100 * 1024 * 1024 else 2 if value >= 50 * 1024 * 1024 else 0
+
     # ==== read-only views for tests ==========================================================
     def user(self, name: str) -> FakeUser:
         from tests.fakes.discord_driver import FakeUser
@@ -296,8 +290,12 @@ class FakeDiscord:
     def channel(self, name: str) -> int:
         return self.state.channel_by_ref(name).id
 
-    def messages_in(self, channel: int | str, *, include_deleted: bool = False) -> list[MessageRecord]:
-        return self.state.history(self.state.channel_by_ref(channel).id, include_deleted=include_deleted)
+    def messages_in(
+        self, channel: int | str, *, include_deleted: bool = False
+    ) -> list[MessageRecord]:
+        return self.state.history(
+            self.state.channel_by_ref(channel).id, include_deleted=include_deleted
+        )
 
     def message(self, message_id: int | str) -> MessageRecord:
         msg = self.state.messages.get(int(message_id))
@@ -305,13 +303,16 @@ class FakeDiscord:
             raise KeyError(f"no message {message_id}")
         return msg
 
-    def attachment_bytes(self, attachment: AttachmentRecord | Mapping[str, Any] | int | str) -> bytes:
+    def attachment_bytes(
+        self, attachment: AttachmentRecord | Mapping[str, Any] | int | str
+    ) -> bytes:
         if isinstance(attachment, AttachmentRecord):
             return attachment.data
         if isinstance(attachment, Mapping):
             attachment = attachment["id"]
         if isinstance(attachment, str) and "/" in attachment:
             attachment = attachment.split("?")[0].rstrip("/").split("/")[-2]
+        assert isinstance(attachment, int | str)
         return self.state.attachments[int(attachment)].data
 
     @property
@@ -370,9 +371,13 @@ class FakeDiscord:
         method: str | None = None,
     ) -> None:
         """Answer the next `count` matching REST calls with a 429 Discord would send."""
-        self._rate_limits.append(_RateLimitRule(route_substring, retry_after, global_, count, method))
+        self._rate_limits.append(
+            _RateLimitRule(route_substring, retry_after, global_, count, method)
+        )
 
-    def set_privileged_intents(self, *, members: bool = True, message_content: bool = True, presences: bool = False) -> None:
+    def set_privileged_intents(
+        self, *, members: bool = True, message_content: bool = True, presences: bool = False
+    ) -> None:
         """The portal's privileged-intent switches; asking for a disabled one closes with 4014."""
         from tests.fakes.discord_gateway import I_GUILD_MEMBERS, I_GUILD_PRESENCES
 
@@ -392,7 +397,7 @@ class FakeDiscord:
         self.gateway.invalidate_sessions()
 
     # ==== waiting ============================================================================
-    async def wait_until_ready(self, timeout: float = 10, *, commands: bool = True) -> None:
+    async def wait_until_ready(self, timeout: float = 10, *, commands: bool = True) -> None:  # noqa: ASYNC109
         """Bot identified (READY + GUILD_CREATE sent on a live connection) and, unless
         commands=False, application commands have been synced at least once."""
 
@@ -400,14 +405,16 @@ class FakeDiscord:
             synced = bool(self.state.global_commands or self.state.guild_commands)
             return self.gateway.attached_ready() and (synced or not commands)
 
-        await self._wait(ready, timeout, "the bot to connect" + (" and sync commands" if commands else ""))
+        await self._wait(
+            ready, timeout, "the bot to connect" + (" and sync commands" if commands else "")
+        )
 
     async def wait_for_message(
         self,
         *,
         channel: int | str | None = None,
         predicate: Callable[[MessageRecord], bool] | None = None,
-        timeout: float = 15,
+        timeout: float = 15,  # noqa: ASYNC109
         since: int | None = None,
         ephemeral: bool | None = None,
         include_deleted: bool = False,
@@ -445,13 +452,14 @@ class FakeDiscord:
         """The current event number (pass as since= to wait_for_message)."""
         return self._event_seq
 
-    async def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    async def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:  # noqa: ASYNC109
         deadline = asyncio.get_running_loop().time() + timeout
         while not condition():
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0:
                 raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}. Recent traffic:\n{self.traffic_dump()}"
+                    f"timed out after {timeout}s waiting for {what}. "
+                    f"Recent traffic:\n{self.traffic_dump()}"
                 )
             event = self._changed
             with contextlib.suppress(TimeoutError):
@@ -487,43 +495,116 @@ class FakeDiscord:
             ("GET", "/applications/@me", self._h_application, True, None),
             ("GET", "/oauth2/applications/@me", self._h_application, True, None),
             ("GET", f"/applications/{a}/commands", self._h_get_commands, True, None),
-            ("PUT", f"/applications/{a}/commands", self._h_put_commands, True,
-             "/applications/{application_id}/commands"),
+            (
+                "PUT",
+                f"/applications/{a}/commands",
+                self._h_put_commands,
+                True,
+                "/applications/{application_id}/commands",
+            ),
             ("GET", f"/applications/{a}/guilds/{g}/commands", self._h_get_commands, True, None),
-            ("PUT", f"/applications/{a}/guilds/{g}/commands", self._h_put_commands, True,
-             "/applications/{application_id}/guilds/{guild_id}/commands"),
-            ("POST", rf"/interactions/(?P<interaction_id>\d+)/{w}/callback", self._h_callback, False,
-             "/interactions/{interaction_id}/{interaction_token}/callback"),
-            ("POST", f"/webhooks/{a}/{w}", self._h_followup, False, "/webhooks/{webhook_id}/{webhook_token}"),
-            ("GET", f"/webhooks/{a}/{w}/messages/(?P<message_id>@original|\\d+)", self._h_webhook_get, False, None),
-            ("PATCH", f"/webhooks/{a}/{w}/messages/@original", self._h_webhook_edit, False,
-             "/webhooks/{webhook_id}/{webhook_token}/messages/@original"),
-            ("PATCH", f"/webhooks/{a}/{w}/messages/(?P<message_id>\\d+)", self._h_webhook_edit, False,
-             "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}"),
-            ("DELETE", f"/webhooks/{a}/{w}/messages/(?P<message_id>@original|\\d+)", self._h_webhook_delete,
-             False, None),
+            (
+                "PUT",
+                f"/applications/{a}/guilds/{g}/commands",
+                self._h_put_commands,
+                True,
+                "/applications/{application_id}/guilds/{guild_id}/commands",
+            ),
+            (
+                "POST",
+                rf"/interactions/(?P<interaction_id>\d+)/{w}/callback",
+                self._h_callback,
+                False,
+                "/interactions/{interaction_id}/{interaction_token}/callback",
+            ),
+            (
+                "POST",
+                f"/webhooks/{a}/{w}",
+                self._h_followup,
+                False,
+                "/webhooks/{webhook_id}/{webhook_token}",
+            ),
+            (
+                "GET",
+                f"/webhooks/{a}/{w}/messages/(?P<message_id>@original|\\d+)",
+                self._h_webhook_get,
+                False,
+                None,
+            ),
+            (
+                "PATCH",
+                f"/webhooks/{a}/{w}/messages/@original",
+                self._h_webhook_edit,
+                False,
+                "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+            ),
+            (
+                "PATCH",
+                f"/webhooks/{a}/{w}/messages/(?P<message_id>\\d+)",
+                self._h_webhook_edit,
+                False,
+                "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+            ),
+            (
+                "DELETE",
+                f"/webhooks/{a}/{w}/messages/(?P<message_id>@original|\\d+)",
+                self._h_webhook_delete,
+                False,
+                None,
+            ),
             ("GET", f"/channels/{c}", self._h_get_channel, True, None),
             ("PATCH", f"/channels/{c}", self._h_edit_channel, True, None),
             ("GET", f"/channels/{c}/messages", self._h_list_messages, True, None),
-            ("POST", f"/channels/{c}/messages", self._h_create_message, True, "/channels/{channel_id}/messages"),
+            (
+                "POST",
+                f"/channels/{c}/messages",
+                self._h_create_message,
+                True,
+                "/channels/{channel_id}/messages",
+            ),
             ("GET", f"/channels/{c}/messages/{m}", self._h_get_message, True, None),
-            ("PATCH", f"/channels/{c}/messages/{m}", self._h_edit_message, True,
-             "/channels/{channel_id}/messages/{message_id}"),
+            (
+                "PATCH",
+                f"/channels/{c}/messages/{m}",
+                self._h_edit_message,
+                True,
+                "/channels/{channel_id}/messages/{message_id}",
+            ),
             ("DELETE", f"/channels/{c}/messages/{m}", self._h_delete_message, True, None),
-            ("POST", f"/channels/{c}/messages/{m}/threads", self._h_thread_from_message, True,
-             "/channels/{channel_id}/messages/{message_id}/threads"),
+            (
+                "POST",
+                f"/channels/{c}/messages/{m}/threads",
+                self._h_thread_from_message,
+                True,
+                "/channels/{channel_id}/messages/{message_id}/threads",
+            ),
             ("POST", f"/channels/{c}/threads", self._h_thread_without_message, True, None),
             ("POST", f"/channels/{c}/typing", self._h_no_content, True, None),
             ("PUT", f"/channels/{c}/thread-members/@me", self._h_no_content, True, None),
-            ("PUT", f"/channels/{c}/messages/{m}/reactions/(?P<emoji>[^/]+)/@me", self._h_react, True, None),
-            ("DELETE", f"/channels/{c}/messages/{m}/reactions/(?P<emoji>[^/]+)/@me", self._h_react, True, None),
+            (
+                "PUT",
+                f"/channels/{c}/messages/{m}/reactions/(?P<emoji>[^/]+)/@me",
+                self._h_react,
+                True,
+                None,
+            ),
+            (
+                "DELETE",
+                f"/channels/{c}/messages/{m}/reactions/(?P<emoji>[^/]+)/@me",
+                self._h_react,
+                True,
+                None,
+            ),
             ("GET", f"/guilds/{g}", self._h_guild, True, None),
             ("GET", f"/guilds/{g}/channels", self._h_guild_channels, True, None),
             ("GET", f"/guilds/{g}/roles", self._h_guild_roles, True, None),
             ("GET", f"/guilds/{g}/threads/active", self._h_active_threads, True, None),
             ("GET", rf"/guilds/{g}/members/(?P<user_id>\d+)", self._h_member, True, None),
         ]
-        return [_Route(meth, re.compile(f"^{pat}$"), h, auth, spec) for meth, pat, h, auth, spec in table]
+        return [
+            _Route(meth, re.compile(f"^{pat}$"), h, auth, spec)
+            for meth, pat, h, auth, spec in table
+        ]
 
     def _match(self, method: str, path: str) -> tuple[_Route | None, dict[str, str]]:
         for route in self._routes:
@@ -545,7 +626,11 @@ class FakeDiscord:
                 elif name.startswith("files[") or name == "file":
                     index = int(name[6:-1]) if name.startswith("files[") else 0
                     data = await part.read(decode=False)  # type: ignore[union-attr]
-                    files.append(UploadedFile(index, getattr(part, "filename", None) or f"file{index}", bytes(data)))
+                    files.append(
+                        UploadedFile(
+                            index, getattr(part, "filename", None) or f"file{index}", bytes(data)
+                        )
+                    )
             return payload, files
         raw = await request.read()
         if not raw:
@@ -590,7 +675,12 @@ class FakeDiscord:
         )
         if rule.global_:
             headers["X-RateLimit-Global"] = "true"
-        body = {"message": "You are being rate limited.", "retry_after": rule.retry_after, "global": rule.global_, "code": 0}
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": rule.retry_after,
+            "global": rule.global_,
+            "code": 0,
+        }
         return _json_response(429, body, headers)
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
@@ -616,8 +706,10 @@ class FakeDiscord:
                     self._validate(route.spec, method, path, req.json)
                 status, body = await route.handler(req)
                 headers = self._ratelimit_headers(route_key)
-                response = web.Response(status=204, headers=headers) if body is None else _json_response(
-                    status, body, headers
+                response = (
+                    web.Response(status=204, headers=headers)
+                    if body is None
+                    else _json_response(status, body, headers)
                 )
         except DiscordError as err:
             error_code = err.code
@@ -627,17 +719,25 @@ class FakeDiscord:
             self.invalid_requests += 1
         files = [(f.filename, len(f.data)) for f in req.files]
         self.requests.append(
-            RestCall(method, path, status, req.json, files, time.time(), dict(request.query), error_code)
+            RestCall(
+                method, path, status, req.json, files, time.time(), dict(request.query), error_code
+            )
         )
-        file_note = " files=[" + ", ".join(f"{n}:{_size(s)}" for n, s in files) + "]" if files else ""
+        file_note = (
+            " files=[" + ", ".join(f"{n}:{_size(s)}" for n, s in files) + "]" if files else ""
+        )
         code_note = f" code={error_code}" if error_code is not None else ""
         shown = _TOKEN_IN_PATH.sub(lambda t: f"/{t.group(1)[:4]}…{t.group(1)[-4:]}", path)
-        self._log(f"REST {method} {shown} -> {status}{code_note} {_brief_json(req.json)}{file_note}")
+        self._log(
+            f"REST {method} {shown} -> {status}{code_note} {_brief_json(req.json)}{file_note}"
+        )
         return response
 
     def _validate(self, spec_route: str, method: str, path: str, body: Any) -> None:
         for problem in discord_schema.validate(spec_route, method, body):
-            self.schema_violations.append({"method": method, "path": path, "schema": spec_route, "error": problem})
+            self.schema_violations.append(
+                {"method": method, "path": path, "schema": spec_route, "error": problem}
+            )
             self._log(f"SCHEMA violation {method} {path}: {problem}")
 
     async def _cdn(self, request: web.Request) -> web.StreamResponse:
@@ -663,7 +763,9 @@ class FakeDiscord:
         return web.Response(body=att.data, headers={"Content-Type": att.content_type})
 
     # ==== gateway helpers ====================================================================
-    def _content_gate(self, msg: MessageRecord) -> Callable[[GatewaySession, dict[str, Any]], dict[str, Any]] | None:
+    def _content_gate(
+        self, msg: MessageRecord
+    ) -> Callable[[GatewaySession, dict[str, Any]], dict[str, Any]] | None:
         """Without the MESSAGE_CONTENT intent Discord blanks other users' message bodies."""
         bot_id = self.bot_user.id
         if msg.author.id == bot_id or any(u.id == bot_id for u in msg.mentions):
@@ -680,12 +782,18 @@ class FakeDiscord:
         if msg.visible_to is not None:  # ephemeral messages never reach the gateway
             return
         payload = self.state.message_payload(msg, gateway=True)
-        self.gateway.dispatch(event, payload, intent=I_GUILD_MESSAGES, transform=self._content_gate(msg))
+        self.gateway.dispatch(
+            event, payload, intent=I_GUILD_MESSAGES, transform=self._content_gate(msg)
+        )
 
     def _dispatch_delete(self, msg: MessageRecord) -> None:
         if msg.visible_to is not None:
             return
-        payload = {"id": str(msg.id), "channel_id": str(msg.channel_id), "guild_id": str(self.guild_id)}
+        payload = {
+            "id": str(msg.id),
+            "channel_id": str(msg.channel_id),
+            "guild_id": str(self.guild_id),
+        }
         self.gateway.dispatch("MESSAGE_DELETE", payload, intent=I_GUILD_MESSAGES)
 
     # ==== messages: building and editing =====================================================
@@ -700,11 +808,15 @@ class FakeDiscord:
         for f in sorted(files, key=lambda f: f.index):
             info = by_index.get(f.index, {})
             filename = str(info.get("filename") or f.filename)
-            size = await asyncio.to_thread(_image_size, f.data) if _looks_like_image(f.data) else None
+            size = image_size(f.data)
             out.append(
                 self.state.make_attachment(
-                    filename, f.data, channel_id=channel_id, description=info.get("description"),
-                    size=size, title=info.get("title"),
+                    filename,
+                    f.data,
+                    channel_id=channel_id,
+                    description=info.get("description"),
+                    size=size,
+                    title=info.get("title"),
                 )
             )
         return out
@@ -743,9 +855,13 @@ class FakeDiscord:
                 url = holder.get(url_key)
                 if not isinstance(url, str):
                     continue
-                att = by_name.get(url[len("attachment://"):]) if url.startswith("attachment://") else by_url.get(url)
+                att = (
+                    by_name.get(url[len("attachment://") :])
+                    if url.startswith("attachment://")
+                    else by_url.get(url)
+                )
                 if url.startswith("attachment://") and att is None:
-                    self._log(f"WARN embed refers to {url} but no such file was uploaded; Discord drops it")
+                    self._log(f"WARN embed refers to {url} but no such file was uploaded: dropped")
                     holder.pop(url_key, None)
                     continue
                 if att is not None:
@@ -798,7 +914,12 @@ class FakeDiscord:
         return [u for uid, u in self.state.users.items() if uid in ids]
 
     async def _edit_message(
-        self, msg: MessageRecord, data: Mapping[str, Any], files: list[UploadedFile], *, filling: bool = False
+        self,
+        msg: MessageRecord,
+        data: Mapping[str, Any],
+        files: list[UploadedFile],
+        *,
+        filling: bool = False,
     ) -> None:
         """Apply an edit with Discord's semantics (attachments list = what to keep)."""
         check_file_sizes((len(f.data) for f in files), self.upload_limit)
@@ -814,12 +935,18 @@ class FakeDiscord:
             kept = list(msg.files)
         pool = kept + new
         if len(pool) > MAX_ATTACHMENTS:
-            raise form_error(["attachments"], "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_ATTACHMENTS} or fewer in length.")
+            raise form_error(
+                ["attachments"],
+                "BASE_TYPE_MAX_LENGTH",
+                f"Must be {MAX_ATTACHMENTS} or fewer in length.",
+            )
         raw_embeds = list(data["embeds"] or []) if "embeds" in data else msg.embeds
         embeds, consumed = self._resolve_embeds(raw_embeds, pool)
         content = str(data.get("content") or "") if "content" in data else msg.content
         components = (
-            self._assign_component_ids(list(data["components"] or [])) if "components" in data else msg.components
+            self._assign_component_ids(list(data["components"] or []))
+            if "components" in data
+            else msg.components
         )
         if not (content or embeds or pool or components):
             raise empty_message()
@@ -846,7 +973,12 @@ class FakeDiscord:
     def _channel_message(self, channel_id: str, message_id: str) -> MessageRecord:
         self._channel(channel_id)
         msg = self.state.messages.get(int(message_id))
-        if msg is None or msg.deleted or msg.channel_id != int(channel_id) or msg.visible_to is not None:
+        if (
+            msg is None
+            or msg.deleted
+            or msg.channel_id != int(channel_id)
+            or msg.visible_to is not None
+        ):
             raise unknown_message()
         return msg
 
@@ -860,7 +992,9 @@ class FakeDiscord:
 
     async def _h_me(self, req: _Req) -> tuple[int, Any]:
         me = self.bot_user.payload()
-        me.update(verified=True, mfa_enabled=False, email=None, locale="en-US", premium_type=0, bio="")
+        me.update(
+            verified=True, mfa_enabled=False, email=None, locale="en-US", premium_type=0, bio=""
+        )
         return 200, me
 
     async def _h_user(self, req: _Req) -> tuple[int, Any]:
@@ -888,7 +1022,11 @@ class FakeDiscord:
         self._check_app(req)
         guild_id = int(req.params["guild_id"]) if "guild_id" in req.params else None
         check_commands(req.json, global_=guild_id is None)
-        old = self.state.guild_commands.get(self.guild_id, []) if guild_id else self.state.global_commands
+        old = (
+            self.state.guild_commands.get(self.guild_id, [])
+            if guild_id
+            else self.state.global_commands
+        )
         old_ids = {(c["type"], c["name"]): c["id"] for c in old}
         stored = []
         for cmd in req.json:
@@ -914,7 +1052,7 @@ class FakeDiscord:
         return 200, stored
 
     # ==== REST handlers: interactions ========================================================
-    _ALLOWED_RESPONSES = {
+    _ALLOWED_RESPONSES: ClassVar[dict[int, set[int]]] = {
         1: {1},
         2: {4, 5, 9},
         3: {4, 5, 6, 7, 9},
@@ -939,8 +1077,11 @@ class FakeDiscord:
         if ix.type == 5 and ix.message_id is not None:
             allowed |= {6, 7}
         if rtype not in allowed:
-            raise form_error(["type"], "INTERACTION_RESPONSE_TYPE_INVALID",
-                             f"Interaction response type {rtype} is not valid for interaction type {ix.type}")
+            raise form_error(
+                ["type"],
+                "INTERACTION_RESPONSE_TYPE_INVALID",
+                f"Interaction response type {rtype} is not valid for interaction type {ix.type}",
+            )
         data = body.get("data") or {}
         message: MessageRecord | None = None
         channel = self._channel(ix.channel_id)
@@ -984,7 +1125,9 @@ class FakeDiscord:
             out["resource"] = {"type": rtype, "message": self.state.message_payload(message)}
         return 200, out
 
-    def _interaction_fields(self, ix: InteractionRecord, *, followup_of: int | None = None) -> dict[str, Any]:
+    def _interaction_fields(
+        self, ix: InteractionRecord, *, followup_of: int | None = None
+    ) -> dict[str, Any]:
         metadata: dict[str, Any] = {
             "id": str(ix.id),
             "type": ix.type,
@@ -1002,7 +1145,9 @@ class FakeDiscord:
         if ix.parent_id is not None:
             parent = self.state.interactions.get(ix.parent_id)
             if parent is not None:
-                metadata["triggering_interaction_metadata"] = self._interaction_fields(parent)["interaction_metadata"]
+                metadata["triggering_interaction_metadata"] = self._interaction_fields(parent)[
+                    "interaction_metadata"
+                ]
         if followup_of is not None:
             metadata["original_response_message_id"] = str(followup_of)
         legacy = {"id": str(ix.id), "type": ix.type, "name": ix.name, "user": ix.user.payload()}
@@ -1020,13 +1165,23 @@ class FakeDiscord:
         return MT_DEFAULT
 
     async def _new_interaction_message(
-        self, ix: InteractionRecord, data: Mapping[str, Any], files: list[UploadedFile], channel: ChannelRecord,
-        *, followup_of: int | None = None,
+        self,
+        ix: InteractionRecord,
+        data: Mapping[str, Any],
+        files: list[UploadedFile],
+        channel: ChannelRecord,
+        *,
+        followup_of: int | None = None,
     ) -> MessageRecord:
         ephemeral = bool(int(data.get("flags") or 0) & FLAG_EPHEMERAL)
         msg = await self._new_message(
-            data, files, channel=channel, author=self.bot_user, msg_type=self._message_type_for(ix),
-            visible_to=ix.user.id if ephemeral else None, extra_flags=FLAG_EPHEMERAL if ephemeral else 0,
+            data,
+            files,
+            channel=channel,
+            author=self.bot_user,
+            msg_type=self._message_type_for(ix),
+            visible_to=ix.user.id if ephemeral else None,
+            extra_flags=FLAG_EPHEMERAL if ephemeral else 0,
             **self._interaction_fields(ix, followup_of=followup_of),
         )
         if followup_of is None:
@@ -1034,7 +1189,9 @@ class FakeDiscord:
         self._bot_message_event(msg)
         return msg
 
-    def _loading_message(self, ix: InteractionRecord, channel: ChannelRecord, ephemeral: bool) -> MessageRecord:
+    def _loading_message(
+        self, ix: InteractionRecord, channel: ChannelRecord, ephemeral: bool
+    ) -> MessageRecord:
         msg = MessageRecord(
             id=self.state.ids.next(),
             channel_id=channel.id,
@@ -1100,7 +1257,9 @@ class FakeDiscord:
         ix = self._webhook_interaction(req)
         msg = self._webhook_message(ix, req.params.get("message_id", "@original"))
         filling = msg.id == ix.original_id and ix.deferred_pending
-        await self._edit_message(msg, req.json if isinstance(req.json, dict) else {}, req.files, filling=filling)
+        await self._edit_message(
+            msg, req.json if isinstance(req.json, dict) else {}, req.files, filling=filling
+        )
         if filling:
             ix.deferred_pending = False
         self._dispatch_message("MESSAGE_UPDATE", msg)
@@ -1148,7 +1307,7 @@ class FakeDiscord:
             msgs = [m for m in msgs if m.id > int(req.query["after"])][:limit]
         if "around" in req.query:
             around = int(req.query["around"])
-            older = [m for m in msgs if m.id <= around][-(limit // 2 + 1):]
+            older = [m for m in msgs if m.id <= around][-(limit // 2 + 1) :]
             newer = [m for m in msgs if m.id > around][: limit - len(older)]
             msgs = older + newer
         picked = msgs[-limit:]
@@ -1163,11 +1322,18 @@ class FakeDiscord:
         if isinstance(ref, dict) and ref.get("message_id") is not None:
             target = self.state.messages.get(int(ref["message_id"]))
             ok = target is not None and not target.deleted and target.visible_to is None
-            if ok and target is not None and target.channel_id != ch.id and int(ref.get("type") or 0) == 0:
+            if (
+                ok
+                and target is not None
+                and target.channel_id != ch.id
+                and int(ref.get("type") or 0) == 0
+            ):
                 ok = False
             if not ok:
                 if ref.get("fail_if_not_exists", True):
-                    raise form_error(["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message")
+                    raise form_error(
+                        ["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message"
+                    )
             else:
                 assert target is not None
                 fields["message_reference"] = {
@@ -1177,13 +1343,17 @@ class FakeDiscord:
                     "guild_id": str(self.guild_id),
                 }
                 msg_type = MT_REPLY
-        msg = await self._new_message(data, req.files, channel=ch, author=self.bot_user, msg_type=msg_type, **fields)
+        msg = await self._new_message(
+            data, req.files, channel=ch, author=self.bot_user, msg_type=msg_type, **fields
+        )
         self._dispatch_message("MESSAGE_CREATE", msg)
         self._bot_message_event(msg)
         return 200, self.state.message_payload(msg)
 
     async def _h_get_message(self, req: _Req) -> tuple[int, Any]:
-        return 200, self.state.message_payload(self._channel_message(req.params["channel_id"], req.params["message_id"]))
+        return 200, self.state.message_payload(
+            self._channel_message(req.params["channel_id"], req.params["message_id"])
+        )
 
     async def _h_edit_message(self, req: _Req) -> tuple[int, Any]:
         msg = self._channel_message(req.params["channel_id"], req.params["message_id"])
@@ -1196,7 +1366,9 @@ class FakeDiscord:
 
     async def _h_delete_message(self, req: _Req) -> tuple[int, Any]:
         msg = self._channel_message(req.params["channel_id"], req.params["message_id"])
-        if msg.author.id != self.bot_user.id and not self.state.permissions(self.bot_user.id) & (1 << 13):
+        if msg.author.id != self.bot_user.id and not self.state.permissions(self.bot_user.id) & (
+            1 << 13
+        ):
             raise missing_permissions()
         msg.deleted = True
         self._dispatch_delete(msg)
@@ -1210,8 +1382,13 @@ class FakeDiscord:
         adding = req.method == "PUT"
         (users.add if adding else users.discard)(self.bot_user.id)
         event = {
-            "user_id": str(self.bot_user.id), "channel_id": str(msg.channel_id), "message_id": str(msg.id),
-            "guild_id": str(self.guild_id), "emoji": {"id": None, "name": emoji}, "burst": False, "type": 0,
+            "user_id": str(self.bot_user.id),
+            "channel_id": str(msg.channel_id),
+            "message_id": str(msg.id),
+            "guild_id": str(self.guild_id),
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
         }
         if adding:
             event["member"] = self.state.member_payload(self.bot_user.id)
@@ -1225,7 +1402,12 @@ class FakeDiscord:
 
     # ==== REST handlers: threads =============================================================
     def _new_thread(
-        self, parent: ChannelRecord, body: Mapping[str, Any], *, thread_id: int, from_message: int | None,
+        self,
+        parent: ChannelRecord,
+        body: Mapping[str, Any],
+        *,
+        thread_id: int,
+        from_message: int | None,
         thread_type: int = CH_PUBLIC_THREAD,
     ) -> ChannelRecord:
         if parent.is_thread:
@@ -1268,7 +1450,9 @@ class FakeDiscord:
         ttype = int(body.get("type") or CH_PRIVATE_THREAD)
         if ttype not in (CH_PUBLIC_THREAD, CH_PRIVATE_THREAD):
             raise form_error(["type"], "BASE_TYPE_CHOICES", "Value must be one of {11, 12}.")
-        thread = self._new_thread(parent, body, thread_id=self.state.ids.next(), from_message=None, thread_type=ttype)
+        thread = self._new_thread(
+            parent, body, thread_id=self.state.ids.next(), from_message=None, thread_type=ttype
+        )
         return 201, thread.payload()
 
     # ==== REST handlers: guild ===============================================================
@@ -1314,7 +1498,9 @@ class FakeDiscord:
         if ix.acked or ix.failed:
             return
         if self.now() - ix.created > self.ack_deadline:
-            self._fail(ix, f"not acknowledged within {self.ack_deadline}s ('This interaction failed')")
+            self._fail(
+                ix, f"not acknowledged within {self.ack_deadline}s ('This interaction failed')"
+            )
 
     def _schedule_deadline(self, ix: InteractionRecord, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -1347,9 +1533,11 @@ class FakeDiscord:
     ) -> MessageRecord:
         attachments = []
         for filename, data, content_type in files:
-            size = await asyncio.to_thread(_image_size, data) if _looks_like_image(data) else None
+            size = image_size(data)
             attachments.append(
-                self.state.make_attachment(filename, data, channel_id=channel.id, content_type=content_type, size=size)
+                self.state.make_attachment(
+                    filename, data, channel_id=channel.id, content_type=content_type, size=size
+                )
             )
         if len(attachments) > MAX_ATTACHMENTS:
             raise ValueError("a Discord message holds at most 10 attachments")
@@ -1357,7 +1545,9 @@ class FakeDiscord:
         fields: dict[str, Any] = {}
         if reference is not None:
             fields["message_reference"] = {
-                "type": 0, "message_id": str(reference.id), "channel_id": str(reference.channel_id),
+                "type": 0,
+                "message_id": str(reference.id),
+                "channel_id": str(reference.channel_id),
                 "guild_id": str(self.guild_id),
             }
             if mention_author and reference.author not in mentions:

@@ -13,6 +13,7 @@ import hmac
 import itertools
 import mimetypes
 import os
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -43,9 +44,18 @@ P_SEND_IN_THREADS = 1 << 38
 P_ALL = (1 << 53) - 1
 
 EVERYONE_PERMS = (
-    P_CREATE_INVITE | P_ADD_REACTIONS | P_VIEW_CHANNEL | P_SEND_MESSAGES | P_EMBED_LINKS
-    | P_ATTACH_FILES | P_READ_HISTORY | P_EXTERNAL_EMOJIS | P_CHANGE_NICKNAME
-    | P_USE_APP_COMMANDS | P_CREATE_PUBLIC_THREADS | P_SEND_IN_THREADS
+    P_CREATE_INVITE
+    | P_ADD_REACTIONS
+    | P_VIEW_CHANNEL
+    | P_SEND_MESSAGES
+    | P_EMBED_LINKS
+    | P_ATTACH_FILES
+    | P_READ_HISTORY
+    | P_EXTERNAL_EMOJIS
+    | P_CHANGE_NICKNAME
+    | P_USE_APP_COMMANDS
+    | P_CREATE_PUBLIC_THREADS
+    | P_SEND_IN_THREADS
 )
 BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
 
@@ -85,6 +95,46 @@ class Snowflakes:
                 self._increment = 0
             self._last_ms = ms
             return ((ms - DISCORD_EPOCH_MS) << 22) | self._worker | self._increment
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a PNG/JPEG/GIF/WEBP header (pure Python, no decoding)."""
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", data[16:24])
+            return int(w), int(h)
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            w, h = struct.unpack("<HH", data[6:10])
+            return int(w), int(h)
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8 ":
+                w, h = struct.unpack("<HH", data[26:30])
+                return int(w) & 0x3FFF, int(h) & 0x3FFF
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                w = int.from_bytes(data[24:27], "little") + 1
+                return w, int.from_bytes(data[27:30], "little") + 1
+            return None
+        if data[:2] == b"\xff\xd8":
+            i = 2
+            while i + 9 < len(data):
+                if data[i] != 0xFF:
+                    i += 1
+                    continue
+                marker = data[i + 1]
+                if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+                    i += 1 if marker == 0xFF else 2
+                    continue
+                if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                    h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                    return int(w), int(h)
+                i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    except struct.error:
+        return None
+    return None
 
 
 def snowflake_time(snowflake: int) -> float:
@@ -365,7 +415,9 @@ class MessageRecord:
             parts += [f"{f.get('name', '')} {f.get('value', '')}" for f in e.get("fields") or []]
             parts.append((e.get("footer") or {}).get("text") or "")
             parts.append((e.get("author") or {}).get("name") or "")
-        parts += [str(c.get("content")) for c in walk_components(self.components) if c.get("type") == 10]
+        parts += [
+            str(c.get("content")) for c in walk_components(self.components) if c.get("type") == 10
+        ]
         return "\n".join(p for p in parts if p)
 
     @property
@@ -457,6 +509,7 @@ class DiscordState:
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.attachments: dict[int, AttachmentRecord] = {}
         self.thread_creation_allowed = True
+        self.premium_tier = 0
         self._position = itertools.count()
         self._build_guild()
 
@@ -464,7 +517,9 @@ class DiscordState:
     def _build_guild(self) -> None:
         everyone = RoleRecord(self.guild_id, "@everyone", EVERYONE_PERMS, 0)
         admin_role = RoleRecord(self.ids.next(), "Admin", EVERYONE_PERMS | P_MANAGE_GUILD, 2)
-        bot_role = RoleRecord(self.ids.next(), "Nano Banana", BOT_ROLE_PERMS, 1, managed=True, bot_id=self.bot_user.id)
+        bot_role = RoleRecord(
+            self.ids.next(), "Nano Banana", BOT_ROLE_PERMS, 1, managed=True, bot_id=self.bot_user.id
+        )
         for role in (everyone, admin_role, bot_role):
             self.roles[role.id] = role
         self.admin_role_id = admin_role.id
@@ -485,7 +540,9 @@ class DiscordState:
         for user in self.users.values():
             if user.username == name:
                 return user
-        raise KeyError(f"no fake user {name!r}; have {sorted(u.username for u in self.users.values())}")
+        raise KeyError(
+            f"no fake user {name!r}; have {sorted(u.username for u in self.users.values())}"
+        )
 
     def channel_by_ref(self, ref: int | str) -> ChannelRecord:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
@@ -580,12 +637,16 @@ class DiscordState:
         return ch if ch is not None and ch.is_thread and ch.from_message_id == message_id else None
 
     # -- payloads ------------------------------------------------------------------------
-    def member_payload(self, user_id: int, *, with_user: bool = True, permissions: bool = False) -> dict[str, Any]:
+    def member_payload(
+        self, user_id: int, *, with_user: bool = True, permissions: bool = False
+    ) -> dict[str, Any]:
         member = self.members[user_id]
         perms = self.permissions(user_id) if permissions else None
         return member.payload(with_user=with_user, permissions=perms)
 
-    def message_payload(self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0) -> dict[str, Any]:
+    def message_payload(
+        self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": str(msg.id),
             "channel_id": str(msg.channel_id),
@@ -629,7 +690,9 @@ class DiscordState:
             if depth == 0 and ref_id is not None:
                 ref = self.messages.get(ref_id)
                 out["referenced_message"] = (
-                    self.message_payload(ref, depth=1) if ref is not None and not ref.deleted else None
+                    self.message_payload(ref, depth=1)
+                    if ref is not None and not ref.deleted
+                    else None
                 )
         if msg.interaction_metadata is not None:
             out["interaction_metadata"] = dict(msg.interaction_metadata)
@@ -662,7 +725,7 @@ class DiscordState:
             "explicit_content_filter": 0,
             "mfa_level": 0,
             "nsfw_level": 0,
-            "premium_tier": 0,
+            "premium_tier": self.premium_tier,
             "premium_subscription_count": 0,
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",

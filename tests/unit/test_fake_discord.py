@@ -39,27 +39,91 @@ MiB = 1024 * 1024
 
 class Reroll(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"reroll:(?P<gen>\d+)"):
     def __init__(self, gen: int) -> None:
-        super().__init__(discord.ui.Button(label="Reroll", style=discord.ButtonStyle.primary, custom_id=f"reroll:{gen}"))
+        super().__init__(
+            discord.ui.Button(
+                label="Reroll", style=discord.ButtonStyle.primary, custom_id=f"reroll:{gen}"
+            )
+        )
         self.gen = gen
 
     @classmethod
-    async def from_custom_id(  # type: ignore[override]
+    async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> Reroll:
         return cls(int(match["gen"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.send_message(f"rerolled {self.gen}")
+
+
+class Upscale(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"upscale:(?P<gen>\d+)"):
+    def __init__(self, gen: int) -> None:
+        super().__init__(discord.ui.Button(label="Upscale", custom_id=f"upscale:{gen}"))
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Upscale:
+        return cls(int(match["gen"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()  # type 6: deferred update of the clicked message
+        await interaction.edit_original_response(content="upscaled")
+
+
+class Cancel(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"cancel:(?P<gen>\d+)"):
+    def __init__(self, gen: int) -> None:
+        super().__init__(discord.ui.Button(label="Cancel", custom_id=f"cancel:{gen}"))
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Cancel:
+        return cls(int(match["gen"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.edit_message(content="cancelled", view=None)  # type 7
+
+
+class Refine(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"refine:(?P<gen>\d+)"):
+    def __init__(self, gen: int) -> None:
+        super().__init__(discord.ui.Button(label="Refine", custom_id=f"refine:{gen}"))
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Refine:
+        return cls(int(match["gen"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_modal(RefineModal())
+
+
+class StylePick(discord.ui.DynamicItem[discord.ui.Select[Any]], template=r"style:(?P<gen>\d+)"):
+    def __init__(self, gen: int) -> None:
+        options = [discord.SelectOption(label=s, value=s) for s in ("photo", "anime")]
+        super().__init__(discord.ui.Select(custom_id=f"style:{gen}", options=options, row=1))
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> StylePick:
+        return cls(int(match["gen"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"style {self.item.values}", ephemeral=True)
 
 
 class RefineModal(discord.ui.Modal, title="Refine"):
     changes: discord.ui.Label[Any] = discord.ui.Label(
-        text="Changes", component=discord.ui.TextInput(custom_id="changes", style=discord.TextStyle.paragraph)
+        text="Changes",
+        component=discord.ui.TextInput(custom_id="changes", style=discord.TextStyle.paragraph),
     )
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+    async def on_submit(self, interaction: discord.Interaction) -> None:
         value = self.changes.component.value  # type: ignore[attr-defined]
-        await interaction.response.send_message(f"got: {value}")
+        origin = f" on {interaction.message.id}" if interaction.message else ""
+        await interaction.response.send_message(f"got: {value}{origin}")
 
 
 @dataclass
@@ -82,20 +146,37 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
     guild = discord.Object(fake.guild_id)
 
     @tree.command(description="Render an image")
-    async def render(interaction: discord.Interaction, prompt: str, reference: discord.Attachment | None = None) -> None:
+    async def render(
+        interaction: discord.Interaction, prompt: str, reference: discord.Attachment | None = None
+    ) -> None:
         seen.interactions.append(interaction)
         await interaction.response.defer(thinking=True)
         size = len(await reference.read()) if reference else 0
-        view = discord.ui.View(timeout=None).add_item(Reroll(7))
+        view = discord.ui.View(timeout=None)
+        for item in (Reroll(7), Upscale(7), Cancel(7), Refine(7), StylePick(7)):
+            view.add_item(item)
         await interaction.followup.send(
-            f"rendered {prompt} ({size} bytes)", file=discord.File(io.BytesIO(PNG), "out.png"), view=view
+            f"rendered {prompt} ({size} bytes)",
+            file=discord.File(io.BytesIO(PNG), "out.png"),
+            view=view,
+        )
+
+    @tree.command(description="Show progress, then the result")
+    async def progress(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.edit_original_response(content="Queued — 1st in line")
+        await asyncio.sleep(0.01)
+        await interaction.edit_original_response(
+            content="done", attachments=[discord.File(io.BytesIO(PNG), "p.png")]
         )
 
     @tree.command(description="Open a modal")
     async def ask(interaction: discord.Interaction) -> None:
         await interaction.response.send_modal(RefineModal())
 
-    async def pick_names(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    async def pick_names(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
         names = ["alpha", "albert", "bravo"]
         return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
 
@@ -108,7 +189,9 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
     async def big(interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         try:
-            await interaction.followup.send(file=discord.File(io.BytesIO(b"\0" * (10 * MiB + 1)), "huge.png"))
+            await interaction.followup.send(
+                file=discord.File(io.BytesIO(b"\0" * (10 * MiB + 1)), "huge.png")
+            )
         except discord.HTTPException as exc:
             seen.errors["big"] = exc
             await interaction.followup.send(f"too big ({exc.code})")
@@ -147,7 +230,9 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
     anchor = app_commands.Group(name="anchor", description="Identity anchors")
 
     @anchor.command(name="save", description="Save an anchor")
-    async def anchor_save(interaction: discord.Interaction, name: str, image: discord.Attachment) -> None:
+    async def anchor_save(
+        interaction: discord.Interaction, name: str, image: discord.Attachment
+    ) -> None:
         data = await image.read()
         await interaction.response.send_message(f"saved {name} ({len(data)} bytes)", ephemeral=True)
 
@@ -170,7 +255,7 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
             await message.reply(message.content[5:])
 
     async def setup_hook() -> None:
-        bot.add_dynamic_items(Reroll)
+        bot.add_dynamic_items(Reroll, Upscale, Cancel, Refine, StylePick)
         await tree.sync()
         await tree.sync(guild=guild)
 
@@ -213,7 +298,7 @@ async def env(fake_discord: FakeDiscord) -> AsyncIterator[Running]:
             await running.stop()
 
 
-async def eventually(condition: Any, timeout: float = 5) -> None:
+async def eventually(condition: Any, timeout: float = 5) -> None:  # noqa: ASYNC109
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
@@ -248,7 +333,11 @@ async def test_start_is_fast_and_login_syncs_commands(fake_discord: FakeDiscord)
             assert {c.name for c in guild.text_channels} == {"general", "art"}
             assert {m.name for m in guild.members} >= {"alice", "bob", "carol", "admin"}
             admin = guild.get_member(fake_discord.user("admin").id)
-            assert admin is not None and admin.guild_permissions.manage_guild and guild.owner_id == admin.id
+            assert (
+                admin is not None
+                and admin.guild_permissions.manage_guild
+                and guild.owner_id == admin.id
+            )
         finally:
             await running.stop()
     assert fake_discord.schema_violations == []
@@ -296,6 +385,43 @@ async def test_slash_with_upload_defer_followup_file_and_button(env: Running) ->
     assert int(reply.interaction_metadata["interacted_message_id"]) == msg.id
     assert fake.ack_latencies and max(fake.ack_latencies) < 3
     assert fake.schema_violations == []
+
+
+async def test_component_responses_update_defer_modal_and_select(env: Running) -> None:
+    fake = env.fake
+    alice = fake.user("alice")
+    msg = await (await alice.slash("render", prompt="a dog")).original()
+    assert msg.button_labels == ["Reroll", "Upscale", "Cancel", "Refine"]
+
+    upscale = await alice.click(msg, "Upscale")
+    assert await upscale.wait_ack() == 6
+    assert (await upscale.original()).id == msg.id and msg.content == "upscaled"
+    assert msg.edits[-1].content.startswith("rendered a dog")
+
+    refine = await alice.click(msg, "Refine")
+    assert await refine.wait_ack() == 9
+    submitted = await alice.submit_modal(refine, {"changes": "sharper"})
+    assert (await submitted.original()).content == f"got: sharper on {msg.id}"
+
+    style = await alice.select(msg, ["anime"])
+    answer = await style.original()
+    assert answer.content == "style ['anime']" and answer.ephemeral
+
+    cancel = await alice.click(msg, "Cancel")
+    assert await cancel.wait_ack() == 7
+    assert msg.content == "cancelled" and msg.components == []
+    with pytest.raises(AssertionError, match="no button"):
+        await alice.click(msg, "Reroll")
+    assert fake.schema_violations == []
+
+
+async def test_deferred_edits_show_progress_then_result(env: Running) -> None:
+    fake = env.fake
+    ix = await fake.user("bob").slash("progress")
+    done = await fake.wait_for_message(predicate=lambda m: m.content == "done")
+    assert done.attachment_names == ["p.png"] and not done.loading
+    assert [e.content for e in done.edits] == ["Queued — 1st in line"]
+    assert (await ix.original()).id == done.id and ix.followups == []
 
 
 async def test_modal_submit_and_subcommand_and_context_menu(env: Running) -> None:
@@ -406,7 +532,9 @@ async def test_rate_limit_with_via_is_retried(env: Running) -> None:
     began = time.perf_counter()
     sent = await channel.send("after a 429")
     assert time.perf_counter() - began >= 0.2
-    statuses = [r.status for r in fake.requests if r.path.endswith("/messages") and r.method == "POST"]
+    statuses = [
+        r.status for r in fake.requests if r.path.endswith("/messages") and r.method == "POST"
+    ]
     assert statuses[-2:] == [429, 200]
     assert fake.message(sent.id).content == "after a 429"
     fake.rate_limit_next("/messages", retry_after=0.05, global_=True)
@@ -427,7 +555,9 @@ async def test_reply_reaches_the_bot_with_reference(env: Running) -> None:
     assert await seen.attachments[0].read() == PNG
 
     await alice.say("general", "echo hi there")
-    echoed = await fake.wait_for_message(channel="general", predicate=lambda m: m.content == "hi there")
+    echoed = await fake.wait_for_message(
+        channel="general", predicate=lambda m: m.content == "hi there"
+    )
     assert echoed.reference_id is not None
 
 
@@ -437,7 +567,11 @@ async def test_thread_creation_and_permission_refusal(env: Running) -> None:
     starter = await alice.say("general", "thread please")
     hello = await fake.wait_for_message(predicate=lambda m: m.content == "hello thread")
     (thread,) = fake.threads
-    assert thread.id == starter.id and hello.channel_id == thread.id and thread.parent_id == fake.channel("general")
+    assert (
+        thread.id == starter.id
+        and hello.channel_id == thread.id
+        and thread.parent_id == fake.channel("general")
+    )
     assert env.bot.get_channel(thread.id) is not None  # THREAD_CREATE reached discord.py's cache
     await alice.say(thread.id, "in the thread")
     await eventually(lambda: any(m.content == "in the thread" for m in env.seen.messages))
@@ -515,9 +649,13 @@ async def test_embed_limits_are_enforced_over_rest(env: Running) -> None:
         await channel.send()  # nothing at all
     assert caught.value.code == 50006
     image = discord.File(io.BytesIO(PNG), "shown.png")
-    sent = await channel.send(embed=discord.Embed(title="img").set_image(url="attachment://shown.png"), file=image)
+    sent = await channel.send(
+        embed=discord.Embed(title="img").set_image(url="attachment://shown.png"), file=image
+    )
     record = env.fake.message(sent.id)
-    assert record.attachments == [] and [a.filename for a in record.embed_attachments] == ["shown.png"]
+    assert record.attachments == [] and [a.filename for a in record.embed_attachments] == [
+        "shown.png"
+    ]
     assert sent.embeds[0].image.url == record.embed_attachments[0].url
     edited = await sent.edit(content="edited")
     assert env.fake.message(edited.id).edits and env.fake.message(edited.id).content == "edited"
@@ -542,7 +680,10 @@ async def test_wait_for_message_times_out_with_traffic(env: Running) -> None:
         ({"author": {"name": "a" * 257}}, "author"),
         ({"fields": [{"name": "n" * 257, "value": "v"}]}, "name"),
         ({"fields": [{"name": "n", "value": "v" * 1025}]}, "value"),
-        ({"description": "d" * 4000, "fields": [{"name": "n", "value": "v" * 1000}] * 3}, "MAX_EMBED_SIZE"),
+        (
+            {"description": "d" * 4000, "fields": [{"name": "n", "value": "v" * 1000}] * 3},
+            "MAX_EMBED_SIZE",
+        ),
     ],
 )
 def test_embed_limits(embed: dict[str, Any], path: str) -> None:
@@ -552,7 +693,9 @@ def test_embed_limits(embed: dict[str, Any], path: str) -> None:
 
 
 def test_message_limits_at_the_edges() -> None:
-    limits.check_message({"content": "x" * 2000, "embeds": [{"title": "t"}] * 10}, file_count=10, creating=True)
+    limits.check_message(
+        {"content": "x" * 2000, "embeds": [{"title": "t"}] * 10}, file_count=10, creating=True
+    )
     with pytest.raises(limits.DiscordError):
         limits.check_message({"embeds": [{"title": "t"}] * 11}, file_count=0, creating=True)
     with pytest.raises(limits.DiscordError) as caught:
@@ -564,16 +707,24 @@ def test_message_limits_at_the_edges() -> None:
 
 
 def test_command_sync_rules() -> None:
-    ok = {"name": "imagine", "description": "d", "type": 1, "options": [
-        {"name": "prompt", "description": "p", "type": 3, "required": True},
-        {"name": "aspect", "description": "a", "type": 3},
-    ]}
+    ok: dict[str, Any] = {
+        "name": "imagine",
+        "description": "d",
+        "type": 1,
+        "options": [
+            {"name": "prompt", "description": "p", "type": 3, "required": True},
+            {"name": "aspect", "description": "a", "type": 3},
+        ],
+    }
     limits.check_commands([ok], global_=True)
     bad_order = {**ok, "options": list(reversed(ok["options"]))}
     with pytest.raises(limits.DiscordError, match="50035"):
         limits.check_commands([bad_order], global_=True)
     with pytest.raises(limits.DiscordError):
         limits.check_commands([{**ok, "name": "Imagine"}], global_=True)
-    too_many = {**ok, "options": [{"name": f"o{i}", "description": "d", "type": 3} for i in range(26)]}
+    too_many = {
+        **ok,
+        "options": [{"name": f"o{i}", "description": "d", "type": 3} for i in range(26)],
+    }
     with pytest.raises(limits.DiscordError):
         limits.check_commands([too_many], global_=True)
