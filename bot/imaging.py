@@ -157,9 +157,7 @@ def check_declared_size(size_bytes: int, *, max_bytes: int, filename: str = "") 
         )
 
 
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"}
-)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
 _GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
@@ -575,9 +573,7 @@ def _lossy_ladder(
     return None, first_size or float(limit) * 2
 
 
-def _encode_to_fit(
-    im: Image.Image, limit: int, *, try_png: bool, icc: bytes | None
-) -> _Encoded:
+def _encode_to_fit(im: Image.Image, limit: int, *, try_png: bool, icc: bytes | None) -> _Encoded:
     """Smallest change that fits: optimised PNG, a lossy quality ladder, then (last) downscale."""
     alpha = _has_real_alpha(im)
     if try_png:
@@ -714,7 +710,11 @@ def fit_to_limit(data: bytes, mime_type: str, *, limit_bytes: int) -> FittedImag
             mime = _MIME_BY_FORMAT[fmt_out]
             target = "PNG" if fmt_out == "PNG" else f"JPEG q{quality}"
             return FittedImage(
-                out, mime, extension_for(mime), picture.width, picture.height,
+                out,
+                mime,
+                extension_for(mime),
+                picture.width,
+                picture.height,
                 note=f"converted from {fmt} to {target}",
             )
 
@@ -767,9 +767,7 @@ def _clean_label(label: str) -> str:
     return " ".join("".join(chars).split())
 
 
-def _fit_label(
-    label: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float
-) -> str:
+def _fit_label(label: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
     """The label, cut with an ellipsis so it fits `width` pixels."""
     text = _clean_label(label)
     if _text_width(font, text) <= width:

@@ -11,6 +11,7 @@ from bot.errors import UserError
 from bot.flows import acknowledge
 from bot.preferences import preferences_for
 from bot.quotas import limits_for, today
+from bot.store import UsageRow
 from bot.targets import InteractionTarget
 from bot.ui import format_cost, truncate
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of
@@ -68,7 +69,7 @@ class Account(commands.Cog):
             current = await preferences_for(
                 bot.store, bot.settings, interaction.user.id, interaction.guild_id
             )
-            chosen = resolve_model(changes.get("model", current.model))
+            chosen = resolve_model(str(changes.get("model", current.model)))
             cap = capability(chosen)
             if "size" in changes and changes["size"] not in cap.sizes:
                 raise UserError(
@@ -137,15 +138,15 @@ class Account(commands.Cog):
             if not rows:
                 raise UserError("You have no generations yet. Try /imagine.")
             lines = []
-            for gen in rows:
-                when = f"<t:{int(gen.created_at)}:R>"
+            for row in rows:
+                when = f"<t:{int(row.created_at)}:R>"
                 link = (
-                    f" [link](https://discord.com/channels/{gen.guild_id or '@me'}/{gen.channel_id}/{gen.message_id})"
-                    if gen.message_id and not gen.private
+                    f" [link](https://discord.com/channels/{row.guild_id or '@me'}/{row.channel_id}/{row.message_id})"
+                    if row.message_id and not row.private
                     else ""
                 )
-                icon = STATUS_ICONS.get(gen.status, "•")
-                lines.append(f"{icon} `#{gen.id}` {when} {truncate(gen.summary, 80)}{link}")
+                icon = STATUS_ICONS.get(row.status, "•")
+                lines.append(f"{icon} `#{row.id}` {when} {truncate(row.summary, 80)}{link}")
             await interaction.response.send_message(
                 "**Your last generations** (post one again with /history id:N)\n"
                 + "\n".join(lines),
@@ -221,7 +222,7 @@ class Account(commands.Cog):
         await interaction.response.send_message(text, ephemeral=True)
 
 
-def _usage_block(title: str, rows) -> str:  # type: ignore[no-untyped-def]
+def _usage_block(title: str, rows: list[UsageRow]) -> str:
     if not rows:
         return f"__{title}__: nothing"
     images = sum(r.images for r in rows)

@@ -4,6 +4,8 @@ Edit image context menu."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,7 +19,13 @@ from bot.resolver import Upload, download_attachment
 from bot.targets import ChannelTarget, InteractionTarget
 from cogs._shared import bot_of
 
+if TYPE_CHECKING:
+    from bot.client import NanoBananaBot
+    from bot.store import ChainRow, GenerationRow
+
 log = logging.getLogger(__name__)
+
+ChangesCallback = Callable[[discord.Interaction, str], Awaitable[None]]
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif")
 
@@ -40,7 +48,7 @@ class ChangesModal(discord.ui.Modal):
         placeholder="e.g. make the sky stormy and add a red umbrella",
     )
 
-    def __init__(self, title: str, on_submit_cb) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, title: str, on_submit_cb: ChangesCallback) -> None:
         super().__init__(title=title, timeout=None)
         self._cb = on_submit_cb
 
@@ -51,7 +59,8 @@ class ChangesModal(discord.ui.Modal):
 class ChainsCog(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        self.chains: Chains = bot.chains  # type: ignore[attr-defined]
+        self.nb: NanoBananaBot = bot  # type: ignore[assignment]
+        self.chains: Chains = self.nb.chains
         actions = getattr(bot, "actions", {})
         actions.update({"refine": self.refine_button, "undo": self.undo_button})
         self.edit_menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image_menu)
@@ -69,7 +78,7 @@ class ChainsCog(commands.Cog):
         text = (message.content or "").strip()
         if text.startswith("//"):
             return  # a note between people, not an edit
-        store = bot_of_message(self.bot).store
+        store = self.nb.store
         gen = None
         parent_id = None
         if message.reference and message.reference.message_id:
@@ -90,8 +99,15 @@ class ChainsCog(commands.Cog):
         except UserError as exc:
             await message.reply(str(exc)[:1900], mention_author=False)
 
-    async def _step_from_message(self, message, gen, chain, parent_id, text) -> None:  # type: ignore[no-untyped-def]
-        bot = bot_of_message(self.bot)
+    async def _step_from_message(
+        self,
+        message: discord.Message,
+        gen: GenerationRow | None,
+        chain: ChainRow | None,
+        parent_id: int | None,
+        text: str,
+    ) -> None:
+        bot = self.nb
         if gen is not None:
             if gen.status != "done" or gen.output_image is None:
                 raise UserError("That message has no finished image to refine.")
@@ -102,8 +118,9 @@ class ChainsCog(commands.Cog):
         root = await bot.store.get_generation(chain.root_generation_id)
         assert root is not None
         channel_id, is_thread = await self.chains.ensure_thread(chain, root)
-        chain = await bot.store.get_chain(chain.id)
-        assert chain is not None
+        refreshed = await bot.store.get_chain(chain.id)
+        assert refreshed is not None
+        chain = refreshed
         uploads = [await download_attachment(a, bot.settings) for a in image_attachments(message)]
         in_place = message.channel.id == channel_id
         target = ChannelTarget(
@@ -159,8 +176,9 @@ class ChainsCog(commands.Cog):
                 channel_id, is_thread = interaction.channel_id or gen.channel_id, False
             else:
                 channel_id, is_thread = await self.chains.ensure_thread(chain, root)
-            chain = await bot.store.get_chain(chain.id)
-            assert chain is not None
+            refreshed = await bot.store.get_chain(chain.id)
+            assert refreshed is not None
+            chain = refreshed
             request = StepRequest(
                 user_id=interaction.user.id,
                 guild_id=interaction.guild_id,
@@ -169,14 +187,14 @@ class ChainsCog(commands.Cog):
                 parent_id=gid,
             )
             if gen.private or channel_id == interaction.channel_id:
-                target = InteractionTarget(interaction, private=gen.private)
-                await self.chains.run_step(chain, request, target, private=gen.private)
+                here = InteractionTarget(interaction, private=gen.private)
+                await self.chains.run_step(chain, request, here, private=gen.private)
             else:
                 await interaction.edit_original_response(
                     content=f"Refining in <#{channel_id}>…" if is_thread else "Refining…"
                 )
-                target = ChannelTarget(bot, channel_id=channel_id, user_id=interaction.user.id)
-                await self.chains.run_step(chain, request, target)
+                there = ChannelTarget(bot, channel_id=channel_id, user_id=interaction.user.id)
+                await self.chains.run_step(chain, request, there)
         except UserError as exc:
             await fail_privately(interaction, str(exc))
 
@@ -234,13 +252,9 @@ class ChainsCog(commands.Cog):
         await interaction.response.send_modal(ChangesModal("Edit image", edit))
 
 
-def jump_link(gen) -> str:  # type: ignore[no-untyped-def]
+def jump_link(gen: GenerationRow) -> str:
     guild = gen.guild_id or "@me"
     return f"https://discord.com/channels/{guild}/{gen.channel_id}/{gen.message_id}"
-
-
-def bot_of_message(bot: commands.Bot):  # type: ignore[no-untyped-def]
-    return bot
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
@@ -71,9 +72,9 @@ class Results(commands.Cog):
             }
         )
 
-    async def _guarded(self, interaction: discord.Interaction, coro_fn, *args) -> None:  # type: ignore[no-untyped-def]
+    async def _guarded(self, interaction: discord.Interaction, work: Awaitable[None]) -> None:
         try:
-            await coro_fn(interaction, *args)
+            await work
         except (UserError, SpecError) as exc:
             await fail_privately(interaction, str(exc))
 
@@ -99,16 +100,16 @@ class Results(commands.Cog):
         await bot.generator.submit(sub, InteractionTarget(interaction, private=private))
 
     async def reroll(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self.rerun, gid, kind="reroll")
+        await self._guarded(interaction, self.rerun(interaction, gid, kind="reroll"))
 
     async def retry(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self.rerun, gid, kind="retry")
+        await self._guarded(interaction, self.rerun(interaction, gid, kind="retry"))
 
     async def upscale_2k(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self._upscale, gid, "2K")
+        await self._guarded(interaction, self._upscale(interaction, gid, "2K"))
 
     async def upscale_4k(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self._upscale, gid, "4K")
+        await self._guarded(interaction, self._upscale(interaction, gid, "4K"))
 
     async def _upscale(self, interaction: discord.Interaction, gid: int, size: str) -> None:
         bot = bot_of(interaction)

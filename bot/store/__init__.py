@@ -1,8 +1,8 @@
 """Storage: SQLite via aiosqlite with numbered migrations, image bytes as files.
 
-    store = await Store.open(settings.database_path)
-    ...
-    await store.close()
+store = await Store.open(settings.database_path)
+...
+await store.close()
 """
 
 from bot.store.files import is_sha256, sha256_hex

@@ -59,8 +59,16 @@ class ChainsMixin(StoreBase):
                 "INSERT INTO chains (root_generation_id, head_generation_id, guild_id,"
                 " channel_id, thread_id, owner_id, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (root_generation_id, root_generation_id, guild_id, channel_id, thread_id,
-                 owner_id, now, now),
+                (
+                    root_generation_id,
+                    root_generation_id,
+                    guild_id,
+                    channel_id,
+                    thread_id,
+                    owner_id,
+                    now,
+                    now,
+                ),
             )
             await tx.execute(
                 "INSERT INTO chain_steps (chain_id, generation_id, parent_step_id, step,"

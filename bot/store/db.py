@@ -86,9 +86,7 @@ def split_statements(sql: str) -> Iterator[str]:
 
 
 def _has_code(text: str) -> bool:
-    return any(
-        line.strip() and not line.strip().startswith("--") for line in text.splitlines()
-    )
+    return any(line.strip() and not line.strip().startswith("--") for line in text.splitlines())
 
 
 def placeholders(count: int) -> str:
@@ -108,9 +106,7 @@ class Database:
         self.path = path
 
     @classmethod
-    async def open(
-        cls, path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
-    ) -> Database:
+    async def open(cls, path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> Database:
         """Open (creating the file and its folders), then enable WAL, foreign keys, a timeout."""
         path = Path(path)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)

@@ -302,7 +302,7 @@ class ChannelRecord:
 class AttachmentRecord:
     id: int
     filename: str
-    data: bytes
+    data: bytes = field(repr=False)
     content_type: str
     url: str
     description: str | None = None

@@ -369,7 +369,7 @@ async def test_slash_with_upload_defer_followup_file_and_button(env: Running) ->
     msg = await ix.original()
     assert msg.content == f"rendered a cat ({len(PNG)} bytes)"  # the bot downloaded the upload
     assert msg.attachment_names == ["out.png"] and fake.attachment_bytes(msg.attachments[0]) == PNG
-    assert msg.attachments[0].width == 8 and msg.button_labels == ["Reroll"]
+    assert msg.attachments[0].width == 8 and msg.button_labels[0] == "Reroll"
     assert ix.followups == [msg] and msg in fake.messages_in("general")
     assert msg.interaction_metadata is not None and msg.interaction_metadata["name"] == "render"
     received = env.seen.interactions[0]
