@@ -104,6 +104,8 @@ def _load(path: Path, defaults: Defaults, *, samples: bool) -> PreparedSpec:
     except UnicodeDecodeError:
         raise SpecError("not UTF-8 text") from None
     raw: str | dict[str, Any] = text
+    if path.suffix.lower() == ".json" and not text.lstrip().startswith(("{", "//", "/*", "```")):
+        raise SpecError("a .json prompt file must hold a JSON object ({...})")
     if _is_template(text):
         template: Template = parse_template(_template_name(path), text, source="builtin")
         raw = template.fill(template.sample_values() if samples else {})

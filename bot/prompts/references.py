@@ -18,7 +18,7 @@ MAX_ANCHOR_NAME = 64
 
 _HINT = 'use "attachment:N", "anchor:NAME" or "chain:latest"'
 _ANCHOR_NAME = re.compile(r"^[^\x00-\x1f:]{1,64}$")
-_BASE64ISH = re.compile(r"^[A-Za-z0-9+/=\s]{64,}$")
+_BASE64ISH = re.compile(r"^[A-Za-z0-9+/_-]{64,}={0,2}$")
 
 
 @dataclass(frozen=True)

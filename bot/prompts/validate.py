@@ -7,6 +7,8 @@ import re
 from collections.abc import Sequence
 
 from bot.config import (
+    BASE_ASPECTS,
+    EXTRA_ASPECTS,
     SIZE_PIXELS,
     SIZES_ORDER,
     ModelCapability,
@@ -50,6 +52,11 @@ def normalise_aspect(value: str) -> str | None:
     a, b = int(match.group(1)), int(match.group(2))
     if a == 0 or b == 0:
         return None
+    # the model's own spelling when the ratio is one it knows ("42:18" -> "21:9", not "7:3")
+    for known in (*BASE_ASPECTS, *EXTRA_ASPECTS):
+        x, y = (int(v) for v in known.split(":"))
+        if a * y == b * x:
+            return known
     g = math.gcd(a, b)
     return f"{a // g}:{b // g}"
 

@@ -272,6 +272,11 @@ class FakeUser:
             raise AssertionError(f"/{command} has no option {option!r}; options: {sorted(by_name)}")
         if not by_name[option].get("autocomplete"):
             raise AssertionError(f"/{command} option {option!r} does not use autocomplete")
+        unknown = [k for k in kwargs if k not in by_name]
+        if unknown:
+            raise AssertionError(
+                f"/{command} has no option(s) {unknown}; options: {sorted(by_name)}"
+            )
         leaf = []
         for d in defs:
             if d["name"] == option:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import time
+import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,8 +30,10 @@ from aiohttp import web
 
 from tests.fakes import discord_schema
 from tests.fakes.discord_gateway import (
+    I_GUILD_MEMBERS,
     I_GUILD_MESSAGE_REACTIONS,
     I_GUILD_MESSAGES,
+    I_GUILD_PRESENCES,
     I_GUILDS,
     I_MESSAGE_CONTENT,
     Gateway,
@@ -215,6 +218,7 @@ class FakeDiscord:
         self.schema_violations: list[dict[str, Any]] = []
         self.ack_latencies: list[float] = []
         self.unhandled: list[str] = []
+        self.internal_errors: list[str] = []
         self.invalid_requests = 0
         self.traffic: deque[str] = deque(maxlen=400)
         self.gateway = Gateway(self.state, self.token, log=self._log, notify=self._notify)
@@ -227,7 +231,7 @@ class FakeDiscord:
         self._bot_events: list[tuple[int, int]] = []  # (event seq, message id)
         self._event_seq = 0
         self._mark = 0
-        self._commands_synced = asyncio.Event()
+        self._ready_floor = 0  # wait_until_ready needs more IDENTIFYs than this
         self._runner: web.AppRunner | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._routes = self._build_routes()
@@ -246,9 +250,7 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        port = int(self._runner.addresses[0][1])
         self.base_url = f"http://127.0.0.1:{port}"
         self.api_base = f"{self.base_url}/api/v10"
         self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
@@ -279,7 +281,9 @@ class FakeDiscord:
     @upload_limit.setter
     def upload_limit(self, value: int) -> None:
         self._upload_limit = value
-        self.state.premium_tier = 3 if value >= 100 * 1024 * 1024 else 2 if value >= 50 * 1024 * 1024 else 0
+        self.state.premium_tier = (
+            3 if value >= 100 * 1024 * 1024 else 2 if value >= 50 * 1024 * 1024 else 0
+        )
 
     # ==== read-only views for tests ==========================================================
     def user(self, name: str) -> FakeUser:
@@ -379,8 +383,6 @@ class FakeDiscord:
         self, *, members: bool = True, message_content: bool = True, presences: bool = False
     ) -> None:
         """The portal's privileged-intent switches; asking for a disabled one closes with 4014."""
-        from tests.fakes.discord_gateway import I_GUILD_MEMBERS, I_GUILD_PRESENCES
-
         mask = (I_GUILD_MEMBERS if members else 0) | (I_MESSAGE_CONTENT if message_content else 0)
         self.gateway.enabled_privileged = mask | (I_GUILD_PRESENCES if presences else 0)
 
@@ -403,7 +405,8 @@ class FakeDiscord:
 
         def ready() -> bool:
             synced = bool(self.state.global_commands or self.state.guild_commands)
-            return self.gateway.attached_ready() and (synced or not commands)
+            fresh = self.gateway.identify_count > self._ready_floor
+            return fresh and self.gateway.attached_ready() and (synced or not commands)
 
         await self._wait(
             ready, timeout, "the bot to connect" + (" and sync commands" if commands else "")
@@ -446,6 +449,10 @@ class FakeDiscord:
         where = f" in channel {channel}" if channel is not None else ""
         await self._wait(check, timeout, f"a bot message{where} matching the predicate")
         return found[0]
+
+    def reset_ready(self) -> None:
+        """From now on wait_until_ready() waits for a new IDENTIFY (a restarted bot)."""
+        self._ready_floor = self.gateway.identify_count
 
     @property
     def event_mark(self) -> int:
@@ -714,6 +721,13 @@ class FakeDiscord:
         except DiscordError as err:
             error_code = err.code
             response = _json_response(err.status, err.body(), self._ratelimit_headers(route_key))
+        except Exception as exc:
+            # A bug in the fake (or a body it cannot parse). Not a 5xx: discord.py would retry
+            # those for ~16 s. Tests should assert fake.internal_errors == [].
+            self.internal_errors.append(f"{method} {path}: {traceback.format_exc()}")
+            error_code = 0
+            body = {"message": f"fake Discord internal error: {exc!r}", "code": 0}
+            response = _json_response(400, body)
         status = response.status
         if status in (401, 403, 429):
             self.invalid_requests += 1
@@ -1550,7 +1564,9 @@ class FakeDiscord:
                 "channel_id": str(reference.channel_id),
                 "guild_id": str(self.guild_id),
             }
-            if mention_author and reference.author not in mentions:
+            # A reply pings the author, except for interaction responses (webhook messages):
+            # Discord does not count those as mentioning the bot.
+            if mention_author and reference.author not in mentions and reference.webhook_id is None:
                 mentions.append(reference.author)
         msg = MessageRecord(
             id=self.state.ids.next(),

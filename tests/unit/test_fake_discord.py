@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import discord
@@ -147,16 +147,19 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
 
     @tree.command(description="Render an image")
     async def render(
-        interaction: discord.Interaction, prompt: str, reference: discord.Attachment | None = None
+        interaction: discord.Interaction,
+        prompt: str,
+        reference: discord.Attachment | None = None,
+        size: Literal["1K", "2K", "4K"] = "1K",
     ) -> None:
         seen.interactions.append(interaction)
         await interaction.response.defer(thinking=True)
-        size = len(await reference.read()) if reference else 0
+        nbytes = len(await reference.read()) if reference else 0
         view = discord.ui.View(timeout=None)
         for item in (Reroll(7), Upscale(7), Cancel(7), Refine(7), StylePick(7)):
             view.add_item(item)
         await interaction.followup.send(
-            f"rendered {prompt} ({size} bytes)",
+            f"rendered {prompt} ({nbytes} bytes)",
             file=discord.File(io.BytesIO(PNG), "out.png"),
             view=view,
         )
@@ -169,6 +172,13 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
         await interaction.edit_original_response(
             content="done", attachments=[discord.File(io.BytesIO(PNG), "p.png")]
         )
+
+    @tree.command(description="Usage (admins)")
+    @app_commands.default_permissions(manage_guild=True)
+    async def usage(
+        interaction: discord.Interaction, days: app_commands.Range[int, 1, 31] = 1
+    ) -> None:
+        await interaction.response.send_message(f"usage for {days} day(s)", ephemeral=True)
 
     @tree.command(description="Open a modal")
     async def ask(interaction: discord.Interaction) -> None:
@@ -226,6 +236,10 @@ def make_bot(fake: FakeDiscord, seen: Seen, *, message_content: bool = True) -> 
         await interaction.response.send_message(
             f"editing {message.id} with {len(message.attachments)} attachment(s)", ephemeral=True
         )
+
+    @tree.context_menu(name="Profile")
+    async def profile(interaction: discord.Interaction, member: discord.Member) -> None:
+        await interaction.response.send_message(f"profile of {member.name}", ephemeral=True)
 
     anchor = app_commands.Group(name="anchor", description="Identity anchors")
 
@@ -296,6 +310,7 @@ async def env(fake_discord: FakeDiscord) -> AsyncIterator[Running]:
             yield running
         finally:
             await running.stop()
+    assert fake_discord.internal_errors == [] and fake_discord.unhandled == []
 
 
 async def eventually(condition: Any, timeout: float = 5) -> None:  # noqa: ASYNC109
@@ -321,6 +336,7 @@ async def test_start_is_fast_and_login_syncs_commands(fake_discord: FakeDiscord)
         try:
             calls = [(r.method, r.path) for r in fake_discord.requests]
             assert ("GET", "/users/@me") in calls
+            assert fake_discord.gateway.heartbeats >= 1
             assert ("GET", "/oauth2/applications/@me") in calls
             app = fake_discord.application_id
             assert ("PUT", f"/applications/{app}/commands") in calls
@@ -374,6 +390,11 @@ async def test_slash_with_upload_defer_followup_file_and_button(env: Running) ->
     assert msg.interaction_metadata is not None and msg.interaction_metadata["name"] == "render"
     received = env.seen.interactions[0]
     assert received.filesize_limit == 10 * MiB
+    channel = env.bot.get_channel(fake.channel("general"))
+    assert isinstance(channel, discord.TextChannel)
+    fetched = await channel.fetch_message(msg.id)
+    assert await fetched.attachments[0].read() == PNG  # bot-posted files come from the CDN too
+    assert [m.id async for m in channel.history(limit=5)] == [msg.id]
     cdn = [line for line in fake.traffic if "CDN GET cat.png" in line]
     assert cdn, "the bot did not download the attachment from the fake CDN"
 
@@ -443,6 +464,8 @@ async def test_modal_submit_and_subcommand_and_context_menu(env: Running) -> Non
     menu = await alice.context_menu("Edit image", posted)
     answer = await menu.original()
     assert answer.content == f"editing {posted.id} with 1 attachment(s)" and answer.ephemeral
+    profile = await alice.context_menu("Profile", fake.user("carol"))
+    assert (await profile.original()).content == "profile of carol"
     assert fake.schema_violations == []
 
 
@@ -467,6 +490,14 @@ async def test_driver_refuses_what_the_client_would(env: Running) -> None:
         await alice.slash("anchor")
     with pytest.raises(AssertionError, match="no subcommand"):
         await alice.slash("anchor frobnicate")
+    with pytest.raises(AssertionError, match="not one of the choices"):
+        await alice.slash("render", prompt="x", size="8K")
+    with pytest.raises(AssertionError, match="cannot see /usage"):
+        await alice.slash("usage")
+    admin = env.fake.user("admin")
+    with pytest.raises(AssertionError, match=r"within 1\.\.31"):
+        await admin.slash("usage", days=40)
+    assert (await (await admin.slash("usage", days=7)).original()).content == "usage for 7 day(s)"
 
 
 async def test_upload_over_10_mib_is_refused_with_40005(env: Running) -> None:
@@ -506,6 +537,15 @@ async def test_late_acknowledgement_fails_the_interaction(env: Running) -> None:
     assert max(fake.ack_latencies) > 3
     with pytest.raises(AssertionError, match="failed"):
         await ix.original(timeout=0.2)
+
+
+async def test_unanswered_interaction_fails_when_its_deadline_passes(env: Running) -> None:
+    env.fake.ack_deadline = 0.2  # the real-time timer path, shortened for speed
+    ix = await env.fake.user("bob").slash("late")
+    assert "not acknowledged" in await ix.wait_failed(timeout=2)
+    env.seen.release_late.set()
+    await eventually(lambda: "late" in env.seen.errors)
+    assert env.seen.errors["late"].code == 10062
 
 
 async def test_webhook_token_expires_after_15_minutes(env: Running) -> None:
@@ -559,6 +599,7 @@ async def test_reply_reaches_the_bot_with_reference(env: Running) -> None:
         channel="general", predicate=lambda m: m.content == "hi there"
     )
     assert echoed.reference_id is not None
+    assert fake.bot_user not in reply.mentions  # replies to interaction responses ping nobody
 
 
 async def test_thread_creation_and_permission_refusal(env: Running) -> None:
@@ -605,6 +646,7 @@ async def test_state_survives_a_bot_restart(fake_discord: FakeDiscord) -> None:
         await alice.say("general", "thread please")
         await fake.wait_for_message(predicate=lambda m: m.content == "hello thread")
         await first.stop()
+        fake.reset_ready()
         second = await start_bot(fake)
         try:
             assert fake.identifies == 2
@@ -625,9 +667,13 @@ async def test_message_content_intent_is_enforced(fake_discord: FakeDiscord) -> 
             alice = fake.user("alice")
             await alice.say("general", "secret text")
             await alice.say("general", f"{fake.bot_user.mention} hello bot")
-            await eventually(lambda: len(running.seen.messages) == 2)
+            result = await (await alice.slash("pick", name="alpha")).original()
+            await alice.reply(result, "make it blue")  # a reply to an interaction response
+            await eventually(lambda: len(running.seen.messages) == 3)
             assert running.seen.messages[0].content == ""
             assert running.seen.messages[1].content.endswith("hello bot")
+            assert running.seen.messages[2].content == ""
+            assert running.seen.messages[2].reference is not None
         finally:
             await running.stop()
 

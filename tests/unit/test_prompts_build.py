@@ -37,7 +37,12 @@ def test_same_value_is_not_an_override() -> None:
 
 
 def test_text_options_override_and_report() -> None:
-    raw = {"task": "generate_image", "subject": "x", "style": {"primary": "oil"}, "negative_prompt": "blur"}
+    raw = {
+        "task": "generate_image",
+        "subject": "x",
+        "style": {"primary": "oil"},
+        "negative_prompt": "blur",
+    }
     prepared = prepare(
         raw, RequestOptions(style="watercolour", negative="text, logos", model="flash"), PRO
     )
@@ -62,7 +67,9 @@ def test_task_and_changes_from_edit_command() -> None:
         PRO,
     )
     assert prepared.spec.task == "edit_image"
-    assert prepared.overrides == ["task edit_image from the command replaced generate_image in the JSON"]
+    assert prepared.overrides == [
+        "task edit_image from the command replaced generate_image in the JSON"
+    ]
     assert prepared.summary() == "Edit: make it night"
 
 
@@ -101,7 +108,9 @@ def test_width_height_on_flash_can_use_512_and_extreme_ratios() -> None:
 def test_width_beyond_largest_size_warns() -> None:
     prepared = prepare({"subject": "x", "width": 8000, "height": 8000}, None, PRO)
     assert prepared.size == "4K"
-    assert prepared.warnings == ["8000 px is more than Nano Banana Pro makes; using 4K, its largest size"]
+    assert prepared.warnings == [
+        "8000 px is more than Nano Banana Pro makes; using 4K, its largest size"
+    ]
 
 
 def test_explicit_aspect_beats_width_height() -> None:
@@ -172,3 +181,11 @@ def test_summary_of_blend() -> None:
     inputs = [{"type": "image", "data": "attachment:1"}, {"type": "image", "data": "attachment:2"}]
     prepared = prepare({"task": "blend_images", "inputs": inputs}, None, PRO)
     assert prepared.summary() == "Blend of the input images"
+
+
+@pytest.mark.parametrize(
+    ("given", "aspect"),
+    [("21:9", "21:9"), ("42:18", "21:9"), ("32x18", "16:9"), (" 1 / 1 ", "1:1")],
+)
+def test_aspect_spellings(given: str, aspect: str) -> None:
+    assert prepare("x", RequestOptions(aspect=given), PRO).aspect == aspect

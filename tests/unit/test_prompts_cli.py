@@ -97,7 +97,9 @@ def test_compile_prints_rest_body(capsys: pytest.CaptureFixture[str], tmp_path: 
         )
     )
     a, b = _png(tmp_path / "a.png"), _png(tmp_path / "b.png", "blue")
-    code = main(["prompt", "compile", str(spec), "--model", "flash", "--image", str(a), "--image", str(b)])
+    code = main(
+        ["prompt", "compile", str(spec), "--model", "flash", "--image", str(a), "--image", str(b)]
+    )
     assert code == 0
     body = json.loads(capsys.readouterr().out)
     parts = body["contents"][0]["parts"]
@@ -184,3 +186,17 @@ def test_sniff_image_type() -> None:
     assert sniff_image_type(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert sniff_image_type(b"\x00\x00\x00\x18ftypheic") == "image/heic"
     assert sniff_image_type(b"GIF89a") is None
+
+
+def test_json_file_must_hold_an_object(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, settings: Settings
+) -> None:
+    listing = tmp_path / "list.json"
+    listing.write_text('["a cat"]')
+    plain = tmp_path / "prompt.txt"
+    plain.write_text("a cat on a mat\n")
+    assert validate_files([listing, plain], model=None, settings=settings) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{listing}: a .json prompt file must hold a JSON object ({{...}})",
+        f"{plain}: ok",
+    ]

@@ -134,7 +134,12 @@ def test_rest_body_shape_and_image_placeholders() -> None:
                 "parts": [
                     {"text": compiled.text},
                     {"text": "Image 1: identity anchor 'alice' (face)"},
-                    {"inlineData": {"mimeType": "image/png", "data": f"<{len(PNG)} bytes image/png>"}},
+                    {
+                        "inlineData": {
+                            "mimeType": "image/png",
+                            "data": f"<{len(PNG)} bytes image/png>",
+                        }
+                    },
                 ],
             }
         ],
@@ -150,7 +155,11 @@ def test_rest_body_shape_and_image_placeholders() -> None:
 
 
 def test_rest_body_carries_history_unchanged() -> None:
-    prepared = prepare({"task": "edit_image", "changes": "add a hat", "inputs": [{"data": "chain:latest"}]}, None, PRO)
+    prepared = prepare(
+        {"task": "edit_image", "changes": "add a hat", "inputs": [{"data": "chain:latest"}]},
+        None,
+        PRO,
+    )
     compiled = compile_request(prepared, [image("image to edit (chain latest)")])
     previous = types.Content(
         role="model",

@@ -35,13 +35,11 @@ def test_empty_prompt(text: str) -> None:
 def test_syntax_error_has_line_and_column() -> None:
     with pytest.raises(SpecError) as info:
         parse_prompt_text('{\n  "subject": "cat"\n  "style": "ink"\n}')
-    assert info.value.problems == [
-        "JSON syntax error at line 3, column 3: expecting ',' delimiter"
-    ]
+    assert info.value.problems == ["JSON syntax error at line 3, column 3: expecting ',' delimiter"]
 
 
 def test_syntax_error_hints_comments_and_trailing_commas() -> None:
-    with pytest.raises(SpecError, match="line 2, column 3.*no comments"):
+    with pytest.raises(SpecError, match=r"line 2, column 3.*no comments"):
         parse_prompt_text('{"subject": "cat",\n  // a comment\n}')
     with pytest.raises(SpecError, match="remove the comma"):
         parse_prompt_text('{"subject": "cat",}')
@@ -91,7 +89,7 @@ def test_flat_form_is_normalised() -> None:
         "style": "photorealistic",
         "output_format": {"width": 1024, "height": 768, "aspect_ratio": "4:3"},
     }
-    assert list(data)[0] == "subject"  # the prompt keeps its place
+    assert next(iter(data)) == "subject"  # the prompt keeps its place
 
 
 def test_quality_naming_a_size_becomes_resolution() -> None:

@@ -49,6 +49,8 @@ def test_reference_str_round_trips() -> None:
         ("", "is not an image reference"),
         ("ftp://host/cat.png", "URLs are not accepted"),
         ("data:image/png;base64,AAAA", "raw image data"),
+        ("QUJD" * 20, "raw image data"),
+        ("a photo of my cat sitting on the mat in the sun near the big window", "not an image"),
     ],
 )
 def test_bad_references(text: str, fragment: str) -> None:

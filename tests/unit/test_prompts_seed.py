@@ -32,7 +32,9 @@ EXPECTED_PROBLEMS = {
         "JSON syntax error at line 4, column 3: expecting property name enclosed in double "
         f"quotes {COMMENTS}"
     ],
-    "bad_minimal_diff_base.json": [f"JSON syntax error at line 1, column 1: expecting value {COMMENTS}"],
+    "bad_minimal_diff_base.json": [
+        f"JSON syntax error at line 1, column 1: expecting value {COMMENTS}"
+    ],
     "bad_multi_step_1.json": [
         "JSON syntax error at line 1, column 46: expecting property name enclosed in double "
         f"quotes {COMMENTS}"

@@ -33,33 +33,56 @@ def test_unknown_task_lists_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"subject": "x", "camera": {"angle": ["low", "high"]}},
-         "camera.angle: expected text or object (got a list)"),
-        ({"subject": "x", "camera": {"angle": True}},
-         "camera.angle: expected text or object (got true/false)"),
+        (
+            {"subject": "x", "camera": {"angle": ["low", "high"]}},
+            "camera.angle: expected text or object (got a list)",
+        ),
+        (
+            {"subject": "x", "camera": {"angle": True}},
+            "camera.angle: expected text or object (got true/false)",
+        ),
         ({"subject": ["a", "b"]}, "subject: expected text or object (got a list)"),
         ({"subjects": {"id": "a"}}, "subjects: expected a list of subjects (got an object)"),
-        ({"subject": "x", "props": [{"item": "cup", "position": []}]},
-         "props[0].position: expected text or object (got a list)"),
-        ({"subject": "x", "negative_prompt": {"a": 1}},
-         "negative_prompt: expected text or a list of text (got an object)"),
-        ({"subject": "x", "negative_prompt": ["ok", {"a": 1}]},
-         "negative_prompt[1]: expected text (got an object)"),
-        ({"subject": "x", "output_format": {"width": "1024"}},
-         "output_format.width: expected a whole number of pixels, such as 1024 (got text)"),
-        ({"subject": "x", "output_format": {"width": 1024.5}},
-         "output_format.width: expected a whole number of pixels, such as 1024 (got a number)"),
-        ({"subject": "x", "output_format": {"height": -5}},
-         "output_format.height: expected a whole number of pixels, such as 1024 (got -5)"),
+        (
+            {"subject": "x", "props": [{"item": "cup", "position": []}]},
+            "props[0].position: expected text or object (got a list)",
+        ),
+        (
+            {"subject": "x", "negative_prompt": {"a": 1}},
+            "negative_prompt: expected text or a list of text (got an object)",
+        ),
+        (
+            {"subject": "x", "negative_prompt": ["ok", {"a": 1}]},
+            "negative_prompt[1]: expected text (got an object)",
+        ),
+        (
+            {"subject": "x", "output_format": {"width": "1024"}},
+            "output_format.width: expected a whole number of pixels, such as 1024 (got text)",
+        ),
+        (
+            {"subject": "x", "output_format": {"width": 1024.5}},
+            "output_format.width: expected a whole number of pixels, such as 1024 (got a number)",
+        ),
+        (
+            {"subject": "x", "output_format": {"height": -5}},
+            "output_format.height: expected a whole number of pixels, such as 1024 (got -5)",
+        ),
         ({"subject": "x", "metadata": "v1"}, "metadata: expected an object (got text)"),
-        ({"subject": "x", "inputs": {"data": "attachment:1"}},
-         'inputs: expected a list of inputs such as [{"type": "image", "data": "attachment:1"}]'
-         " (got an object)"),
+        (
+            {"subject": "x", "inputs": {"data": "attachment:1"}},
+            'inputs: expected a list of inputs such as [{"type": "image", "data": "attachment:1"}]'
+            " (got an object)",
+        ),
         ({"subject": "x", "inputs": [{"type": "image"}]}, "inputs[0].data: missing"),
-        ({"subject": "x", "inputs": [{"data": "attachment:1", "role": "hero"}]},
-         "inputs[0].role: unknown role 'hero'; use one of: identity_anchor, reference, style,"
-         " edit_target"),
-        ({"task": 3, "subject": "x"}, 'task: expected text such as "generate_image" (got a number)'),
+        (
+            {"subject": "x", "inputs": [{"data": "attachment:1", "role": "hero"}]},
+            "inputs[0].role: unknown role 'hero'; use one of: identity_anchor, reference, style,"
+            " edit_target",
+        ),
+        (
+            {"task": 3, "subject": "x"},
+            'task: expected text such as "generate_image" (got a number)',
+        ),
     ],
 )
 def test_wrong_type_at_path(spec: dict[str, Any], message: str) -> None:
@@ -118,13 +141,14 @@ def test_identity_anchor_limit_from_capability() -> None:
         "7 identity anchors, but Nano Banana Pro keeps at most 6; use fewer anchors"
     ]
     flash = Defaults(model="flash", size="1K", aspect="1:1")
-    assert "5 identity anchors, but Nano Banana 2 keeps at most 4" in problems_of(
-        {"subject": "x", "inputs": anchors[:5]}, flash
-    )[0]
+    assert (
+        "5 identity anchors, but Nano Banana 2 keeps at most 4"
+        in problems_of({"subject": "x", "inputs": anchors[:5]}, flash)[0]
+    )
     lite = Defaults(model="lite", size="1K", aspect="1:1")
-    assert "does not keep identities" in problems_of(
-        {"subject": "x", "inputs": anchors[:1]}, lite
-    )[0]
+    assert (
+        "does not keep identities" in problems_of({"subject": "x", "inputs": anchors[:1]}, lite)[0]
+    )
     prepare({"subject": "x", "inputs": anchors[:6]}, None, PRO)
 
 
@@ -140,8 +164,7 @@ def test_unsupported_aspect_names_what_the_model_has() -> None:
 
 def test_unsupported_size_names_what_the_model_has() -> None:
     assert problems_of({"subject": "x", "output_format": {"resolution": "512"}}) == [
-        "output_format.resolution: size 512 is not available on Nano Banana Pro; "
-        "it has 1K, 2K, 4K"
+        "output_format.resolution: size 512 is not available on Nano Banana Pro; it has 1K, 2K, 4K"
     ]
     assert problems_of({"subject": "x", "output_format": {"resolution": "8k"}}) == [
         "output_format.resolution: size 8k is not available on Nano Banana Pro; it has 1K, 2K, 4K"
@@ -176,8 +199,10 @@ def test_metadata_and_output_format_do_not_count_towards_tokens() -> None:
     ("data", "fragment"),
     [
         ("data:image/png;base64,iVBORw0KGgo=", "raw image data is not accepted"),
-        ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
-         "raw image data is not accepted"),
+        (
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+            "raw image data is not accepted",
+        ),
         ("https://cdn.discordapp.com/attachments/1/2/cat.png", "image URLs are not accepted"),
         ("<reference_face>", "'<reference_face>' is not an image reference"),
         ("attachment:0", "attachments are numbered from 1"),
@@ -199,9 +224,10 @@ def test_only_image_inputs() -> None:
 
 
 def test_task_needs_images() -> None:
-    assert "edit_image needs the image to edit" in problems_of(
-        {"task": "edit_image", "changes": "x"}
-    )[0]
+    assert (
+        "edit_image needs the image to edit"
+        in problems_of({"task": "edit_image", "changes": "x"})[0]
+    )
     assert problems_of(
         {"task": "blend_images", "inputs": [{"type": "image", "data": "attachment:1"}]}
     ) == ["blend_images needs at least 2 input images (got 1)"]
