@@ -74,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_level, settings.secrets())
+        # Offline commands print one line per outcome; only the bot logs at INFO.
+        level = settings.log_level
+        if args.command != "run" and level != "DEBUG":
+            level = "CRITICAL"
+        setup_logging(level, settings.secrets())
         if args.command == "run":
             require(settings, "DISCORD_TOKEN", "GEMINI_API_KEY")
             from bot.client import run_bot

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterable
+from typing import TextIO
 
 # Discord bot tokens and Google API keys have recognisable shapes; redact them even when they
 # are not the configured ones (a user pasting a token into a prompt, say).
@@ -37,12 +39,24 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever sys.stderr is at the time (tests swap it)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_nano_banana", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler._nano_banana = True  # type: ignore[attr-defined]
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")

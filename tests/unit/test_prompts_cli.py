@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,10 +25,16 @@ def settings() -> Settings:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name in ("DEFAULT_MODEL", "DEFAULT_SIZE", "DEFAULT_ASPECT"):
         monkeypatch.delenv(name, raising=False)
+    # main() sets up logging on the root logger; leave it as we found it for other tests
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _png(path: Path, color: str = "red") -> Path:
