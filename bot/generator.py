@@ -33,7 +33,8 @@ from bot.prompts import (
     compile_request,
     prepare,
 )
-from bot.targets import ChannelTarget, Target
+from bot.quotas import reserve
+from bot.targets import ResumedTarget, Target
 from bot.ui import action_view, progress_text, result_actions, result_embed
 
 if TYPE_CHECKING:
@@ -123,7 +124,16 @@ class Generator:
                 f"You already have {queued} requests waiting; "
                 "wait for some to finish or cancel one."
             )
-        gen_id = await self._record(sub)
+        # The quota is checked again here, atomically with the insert that reserves it.
+        async with reserve(
+            self.store,
+            self.settings,
+            user_id=sub.user_id,
+            guild_id=sub.guild_id,
+            images=1,
+            cost=estimate_cost(sub.prepared.model, sub.prepared.size),
+        ):
+            gen_id = await self._record(sub)
         await self._enqueue(gen_id, sub, target)
         return gen_id
 
@@ -161,8 +171,22 @@ class Generator:
             await asyncio.sleep(0)
 
     async def _enqueue(self, gen_id: int, sub: Submission, target: Target) -> Job:
-        updater = ProgressUpdater(target, self.settings.progress_interval_seconds)
         model = sub.prepared.model
+        job_row = await self.store.create_job(
+            generation_id=gen_id,
+            user_id=sub.user_id,
+            payload={**target.resume_info(), "created_at": time.time()},
+        )
+
+        async def remember_message() -> None:
+            # Once the progress message exists, a restart can carry on in it.
+            await self.store.update_job(
+                job_row, payload={**target.resume_info(), "created_at": time.time()}
+            )
+
+        updater = ProgressUpdater(
+            target, self.settings.progress_interval_seconds, on_message=remember_message
+        )
 
         def on_update(job: Job) -> None:
             if job.state is JobState.QUEUED:
@@ -182,16 +206,6 @@ class Generator:
             on_update=on_update,
             label=f"generation {gen_id}",
             data={"generation_id": gen_id},
-        )
-        job_row = await self.store.create_job(
-            generation_id=gen_id,
-            user_id=sub.user_id,
-            payload={
-                "channel_id": target.channel_id,
-                "message_id": target.message_id,
-                "private": sub.private,
-                "created_at": time.time(),
-            },
         )
         job.data["job_row"] = job_row
         try:
@@ -446,71 +460,55 @@ class Generator:
         )
 
     async def recover(self) -> None:
-        """After a restart: resume every job the last process left unfinished."""
+        """After a restart: every job the last process left open is resumed in the message
+        that showed it, or its result or failure is delivered; never silently dropped."""
         for row in await self.store.open_jobs():
-            gen = await self.store.get_generation(row.generation_id)
             await self.store.update_job(row.id, status="interrupted")
-            if gen is None or gen.status not in ("queued", "running"):
+            gen = await self.store.get_generation(row.generation_id)
+            if gen is None:
                 continue
-            payload = row.payload
-            channel_id = int(payload.get("channel_id") or gen.channel_id)
-            target = ChannelTarget(
-                self.bot,
-                channel_id=channel_id,
-                user_id=gen.user_id,
-                message_id=payload.get("message_id"),
-            )
-            if payload.get("private"):
-                # Ephemeral messages cannot be edited after a restart; say so privately.
-                await self.store.fail_generation(
-                    gen.id,
-                    status="failed",
-                    error_kind="interrupted",
-                    error="The bot restarted before this finished.",
-                )
-                await self._dm(
-                    gen.user_id,
-                    (
-                        f"The bot restarted before your private request #{gen.id} finished. "
-                        "Nothing was charged; run it again with /history id:"
-                        f"{gen.id}."
-                    ),
-                )
-                continue
+            info = {"channel_id": gen.channel_id, "private": gen.private, **row.payload}
+            target = ResumedTarget(self.bot, info, user_id=gen.user_id)
+            try:
+                await self._recover_one(gen, target)
+            except Exception:  # one bad record must not stop the others, nor the bot
+                log.exception("could not recover generation %s", gen.id)
+
+    async def _recover_one(self, gen: GenerationRow, target: ResumedTarget) -> None:
+        if gen.status in ("queued", "running"):
             try:
                 sub = await self.submission_from(
                     gen,
                     kind=gen.kind,
                     user_id=gen.user_id,
-                    channel_id=channel_id,
+                    channel_id=target.channel_id,
                     guild_id=gen.guild_id,
-                    private=False,
+                    private=gen.private,
                 )
-                await self.store.fail_generation(
-                    gen.id,
-                    status="cancelled",
-                    error_kind="interrupted",
-                    error="Interrupted by a restart; resumed as a new job.",
-                )
-                await self.submit(sub, target)
-                log.info("resumed generation %s after restart", gen.id)
-            except (UserError, discord.HTTPException) as exc:
-                log.warning("could not resume generation %s: %s", gen.id, exc)
+                # Same generation id: the request, its chain step and its buttons stay one.
+                await self._enqueue(gen.id, sub, target)
+                log.info("resumed generation %s after a restart", gen.id)
+            except UserError as exc:
                 await self.store.fail_generation(
                     gen.id, status="failed", error_kind="interrupted", error=str(exc)
                 )
                 await target.finish(
-                    content=f"❌ The bot restarted before this finished and could not resume it: "
+                    content="❌ The bot restarted before this finished and could not resume it: "
                     f"{exc}",
                     view=action_view(gen.id, ["retry"]),
                 )
-
-    async def _dm(self, user_id: int, text: str) -> None:
-        try:
-            user = await self.bot.fetch_user(user_id)
-            await user.send(text)
-        except discord.HTTPException:
-            log.info("could not DM user %s", user_id)
+            return
+        if gen.status == "done" and gen.message_id is None and gen.output_image:
+            # Finished just before the restart, but never shown: post it now.
+            stored = await self.store.get_image(gen.output_image)
+            if stored is not None:
+                await self.post_result(gen, stored[0], stored[1], target)
+                return
+        if gen.status in ("failed", "blocked"):
+            await target.finish(
+                content=f"❌ {gen.error or 'This request failed.'}",
+                view=action_view(gen.id, ["retry"]),
+            )
 
 
 def _content_json(content: types.Content | None) -> dict[str, Any] | None:

@@ -2,11 +2,16 @@
 
 Only successful generations are recorded as usage, so blocked and failed calls never count.
 Jobs still waiting or running count at their estimated cost, so a batch cannot overshoot.
+Days are UTC days: every limit resets at 00:00 UTC.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,16 +21,31 @@ from bot.errors import QuotaExceeded
 if TYPE_CHECKING:
     from bot.store import Store
 
+# Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
+_EPSILON = 1e-9
 
-@dataclass
+
+@dataclass(frozen=True)
 class Limits:
     images_per_user: int | None
     dollars_per_user: float | None
     dollars_guild: float | None
 
+    @property
+    def any(self) -> bool:
+        return (
+            self.images_per_user is not None
+            or self.dollars_per_user is not None
+            or self.dollars_guild is not None
+        )
+
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+
+
+def month_start(day: str) -> str:
+    return day[:8] + "01"
 
 
 def next_reset() -> int:
@@ -35,25 +55,27 @@ def next_reset() -> int:
     return int(tomorrow.timestamp())
 
 
+def resets_text() -> str:
+    """'resets in 5 hours (00:00 UTC)' as a Discord timestamp each client shows in its time."""
+    return f"resets <t:{next_reset()}:R> (00:00 UTC)"
+
+
 async def limits_for(store: Store, settings: Settings, guild_id: int | None) -> Limits:
+    """The server's limits (set with /quota), else the configured defaults. 0 or unset: none."""
     guild = await store.get_guild_settings(guild_id) if guild_id else {}
 
-    def pick(key: str, default: float | int | None) -> float | int | None:
-        value = guild.get(key)
-        return default if value is None else value
+    def pick(key: str, default: float | int | None) -> float | None:
+        value = guild.get(key) if key in guild else default
+        if value is None or float(value) <= 0:
+            return None
+        return float(value)
 
     images = pick("daily_images_per_user", settings.default_daily_images_per_user)
     return Limits(
         images_per_user=int(images) if images is not None else None,
-        dollars_per_user=_float(
-            pick("daily_dollars_per_user", settings.default_daily_dollars_per_user)
-        ),
-        dollars_guild=_float(pick("daily_dollars_guild", None)),
+        dollars_per_user=pick("daily_dollars_per_user", settings.default_daily_dollars_per_user),
+        dollars_guild=pick("daily_dollars_guild", None),
     )
-
-
-def _float(value: float | int | None) -> float | None:
-    return float(value) if value is not None else None
 
 
 async def check_quota(
@@ -69,26 +91,66 @@ async def check_quota(
 
     Counts what was charged today plus what is queued or running (at its estimated cost)."""
     limits = await limits_for(store, settings, guild_id)
-    if limits == Limits(None, None, None):
+    if not limits.any:
         return
-    resets = f"<t:{next_reset()}:R>"
     mine = await store.reserved_today(user_id=user_id, guild_id=guild_id)
-    used_images, used_cost = mine.total_images, mine.total_cost
-    if limits.images_per_user is not None and used_images + images > limits.images_per_user:
-        left = max(0, limits.images_per_user - used_images)
-        raise QuotaExceeded(
-            f"That would pass your daily limit of {limits.images_per_user} images "
-            f"({left} left today). It resets {resets}."
-        )
-    if limits.dollars_per_user is not None and used_cost + cost > limits.dollars_per_user + 1e-9:
-        raise QuotaExceeded(
-            f"That would pass your daily budget of ${limits.dollars_per_user:.2f} "
-            f"(${used_cost:.2f} used, this costs about ${cost:.2f}). It resets {resets}."
-        )
+    pending = (
+        f" ({mine.pending_images} of them still being made)" if mine.pending_images else ""
+    )
+    if limits.images_per_user is not None:
+        limit = limits.images_per_user
+        if mine.total_images + images > limit:
+            left = max(0, limit - mine.total_images)
+            raise QuotaExceeded(
+                f"That is over your daily limit of {limit} images: {mine.total_images} used "
+                f"today{pending}, {left} left, and this needs {images}. "
+                f"Your quota {resets_text()}."
+            )
+    if limits.dollars_per_user is not None:
+        limit_d = limits.dollars_per_user
+        if mine.total_cost + cost > limit_d + _EPSILON:
+            raise QuotaExceeded(
+                f"That is over your daily budget of ${limit_d:.2f}: ${mine.total_cost:.2f} "
+                f"used today{pending}, and this costs about ${cost:.2f}. "
+                f"Your budget {resets_text()}."
+            )
     if limits.dollars_guild is not None and guild_id is not None:
         everyone = await store.reserved_today(user_id=None, guild_id=guild_id)
-        if everyone.total_cost + cost > limits.dollars_guild + 1e-9:
+        if everyone.total_cost + cost > limits.dollars_guild + _EPSILON:
             raise QuotaExceeded(
-                f"This server has used its daily budget of ${limits.dollars_guild:.2f}. "
-                f"It resets {resets}."
+                f"That is over this server's daily budget of ${limits.dollars_guild:.2f}: "
+                f"${everyone.total_cost:.2f} used today, and this costs about ${cost:.2f}. "
+                f"The server's budget {resets_text()}."
             )
+
+
+# One lock per server and store (a store per running bot; weak so a closed bot's go away).
+_gates: weakref.WeakKeyDictionary[Store, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
+
+
+def _gate(store: Store, guild_id: int | None) -> asyncio.Lock:
+    locks = _gates.setdefault(store, {})
+    return locks.setdefault(guild_id or 0, asyncio.Lock())
+
+
+@asynccontextmanager
+async def reserve(
+    store: Store,
+    settings: Settings,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    images: int,
+    cost: float,
+) -> AsyncIterator[None]:
+    """Check the quota, then hold the server's gate while the block records the request as a
+    queued generation (which reserved_today counts from then on). Without the gate, two
+    requests arriving together would both see the last image of a quota as free.
+
+    One process only: several workers sharing a database would need the check and the insert
+    in one database transaction instead."""
+    async with _gate(store, guild_id):
+        await check_quota(
+            store, settings, user_id=user_id, guild_id=guild_id, images=images, cost=cost
+        )
+        yield

@@ -1,11 +1,13 @@
 """Turns a spec's input references into images: attachments, the caller's anchors, chain images.
 
-Anchor lookups always pass the caller's id: another user's anchor simply does not exist here.
+Anchor lookups always pass the caller's id: another user's anchor simply does not exist here,
+and the error reads the same whether or not someone else has an anchor of that name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,18 +17,57 @@ from bot import imaging
 from bot.errors import UserError
 from bot.generator import InputImage
 from bot.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
+from bot.prompts.references import ROLE_LABELS
 
 if TYPE_CHECKING:
     from bot.config import Settings
     from bot.store import Store
 
-KIND_LABELS = {
-    "face": "face",
-    "character": "character",
-    "object": "object",
-    "product": "product",
-    "style": "style",
-}
+ANCHOR_KINDS: tuple[str, ...] = ("face", "character", "object", "product", "style")
+ANCHOR_NAME_RULE = re.compile(r"^[a-z0-9_-]{1,32}$")
+# "anchor:kestrel" written in free text (a chain step); the name rule above, any case.
+_MENTION = re.compile(r"(?<![\w:/])anchor:([A-Za-z0-9_-]{1,32})(?![\w-])", re.IGNORECASE)
+
+
+def check_anchor_name(name: str) -> str:
+    """The name as stored (lower case), or UserError saying what a name may be."""
+    clean = name.strip().lower()
+    if not ANCHOR_NAME_RULE.match(clean):
+        shown = name.strip()[:40] or name[:40]
+        raise UserError(
+            f"'{shown}' is not a valid anchor name: use 1–32 characters, "
+            "lowercase letters, digits, - or _ (for example kestrel or logo_2)."
+        )
+    return clean
+
+
+def check_anchor_kind(kind: str | None) -> str:
+    value = (kind or "face").strip().lower()
+    if value not in ANCHOR_KINDS:
+        raise UserError(
+            f"'{(kind or '')[:20]}' is not a kind of anchor; choose one of: "
+            f"{', '.join(ANCHOR_KINDS)}."
+        )
+    return value
+
+
+def anchor_mentions(text: str, *, first_image: int) -> tuple[str, list[str]]:
+    """Pull "anchor:NAME" mentions out of free text (a chain step).
+
+    Returns the text with each mention replaced by "the subject of image N" and the names in
+    order, where N counts from `first_image` (the number the first added anchor will have
+    among the request's images). The name itself never stays in the text: the text becomes
+    the step's summary, which is public.
+    """
+    names: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1).lower()
+        if name not in names:
+            names.append(name)
+        return f"the subject of image {first_image + names.index(name)}"
+
+    return _MENTION.sub(replace, text), names
 
 
 @dataclass
@@ -108,25 +149,7 @@ class RequestResolver:
                 sha,
             )
         if ref.kind == "anchor":
-            anchor = await self.store.get_anchor(self.user_id, ref.value)
-            if anchor is None:
-                raise SpecError(
-                    f"you have no anchor called '{ref.value}' — see /anchor list, "
-                    "or save one with /anchor save"
-                )
-            stored = await self.store.get_image(anchor.image_sha)
-            if stored is None:
-                raise SpecError(f"the image of anchor '{ref.value}' is missing; save it again")
-            data, mime = stored
-            return InputImage(
-                ResolvedImage(
-                    data=data,
-                    mime_type=mime,
-                    description=f"identity anchor '{anchor.name}' ({KIND_LABELS.get(anchor.kind, anchor.kind)})",
-                    anchor_kind=anchor.kind,
-                ),
-                anchor.image_sha,
-            )
+            return await self._anchor(ref.value, role)
         # chain:latest
         if self.chain_image is None:
             raise SpecError("chain:latest only works when refining a result (reply to it)")
@@ -140,6 +163,27 @@ class RequestResolver:
         data, mime = stored
         label = f"the current image (step {step})" if step is not None else "the current image"
         return InputImage(ResolvedImage(data=data, mime_type=mime, description=label), sha)
+
+    async def _anchor(self, name: str, role: str) -> InputImage:
+        anchor = await self.store.get_anchor(self.user_id, name)
+        if anchor is None:
+            raise SpecError(
+                f"you have no anchor called '{name}' — see /anchor list, "
+                "or save one with /anchor save"
+            )
+        stored = await self.store.get_image(anchor.image_sha)
+        if stored is None:
+            raise SpecError(f"the image of anchor '{anchor.name}' is missing; save it again")
+        data, mime = stored
+        if role == "identity_anchor":
+            label = f"identity anchor '{anchor.name}' ({anchor.kind})"
+        else:
+            what = ROLE_LABELS.get(role, role.replace("_", " "))
+            label = f"{what}: saved anchor '{anchor.name}' ({anchor.kind})"
+        return InputImage(
+            ResolvedImage(data=data, mime_type=mime, description=label, anchor_kind=anchor.kind),
+            anchor.image_sha,
+        )
 
     async def resolve_all(self, spec: Spec) -> list[InputImage]:
         out: list[InputImage] = []

@@ -1,12 +1,15 @@
 """Where a job shows its progress and its result: an interaction's message or a channel message.
 
 An interaction token lasts 15 minutes; a result that outlives it is posted as an ordinary
-channel message (mentioning the requester) instead of being lost.
+channel message (mentioning the requester) instead of being lost. Every target can describe
+itself (`resume_info`) so that a restarted bot carries on in the same message
+(`resumed_target`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -18,6 +21,40 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Leave a margin before Discord's 15-minute token expiry.
 TOKEN_LIFETIME = 14.5 * 60
+# Discord's answers when an interaction token is no longer usable.
+_TOKEN_GONE_CODES = frozenset({50027, 10015, 10062})
+
+
+def token_gone(exc: discord.HTTPException) -> bool:
+    return exc.status == 401 or exc.code in _TOKEN_GONE_CODES
+
+
+def _rewind(files: list[discord.File] | None) -> None:
+    """A failed send has consumed the file buffers; rewind them for the next attempt."""
+    for f in files or []:
+        f.reset()
+
+
+async def _channel(client: discord.Client, channel_id: int) -> discord.abc.Messageable:
+    channel = client.get_channel(channel_id)
+    if channel is None:
+        channel = await client.fetch_channel(channel_id)
+    return channel  # type: ignore[return-value]
+
+
+def _partial_message(channel: discord.abc.Messageable, message_id: int) -> discord.PartialMessage:
+    return channel.get_partial_message(message_id)  # type: ignore[attr-defined]
+
+
+def _guild_limit(client: discord.Client, channel_id: int) -> int:
+    guild = getattr(client.get_channel(channel_id), "guild", None)
+    return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_LIMIT
+
+
+async def _direct_message(client: discord.Client, user_id: int, **kwargs: Any) -> discord.Message:
+    """A private result that can no longer go to its ephemeral message goes to the DMs."""
+    user = client.get_user(user_id) or await client.fetch_user(user_id)
+    return await user.send(**kwargs)
 
 
 class Target:
@@ -45,16 +82,27 @@ class Target:
     ) -> discord.Message | None:
         raise NotImplementedError
 
+    def resume_info(self) -> dict[str, Any]:
+        """What a restarted bot needs to carry on in the same place (stored with the job)."""
+        return {
+            "channel_id": self.channel_id,
+            "message_id": self.message_id,
+            "private": self.private,
+        }
+
 
 class InteractionTarget(Target):
     """The interaction's original response (deferred by the cog), then the channel."""
 
     def __init__(self, interaction: discord.Interaction, *, private: bool = False) -> None:
         self.interaction = interaction
+        self.client = interaction.client
         self.channel_id = interaction.channel_id or 0
         self.user_id = interaction.user.id
         self.private = private
-        self.created = time.monotonic()
+        self.message_id = None
+        # The token's clock starts when Discord created the interaction, not when we got it.
+        self.issued_at = interaction.created_at.timestamp()
         self._expired = False
 
     @property
@@ -62,20 +110,29 @@ class InteractionTarget(Target):
         return int(getattr(self.interaction, "filesize_limit", 0) or DEFAULT_UPLOAD_LIMIT)
 
     def _token_valid(self) -> bool:
-        return not self._expired and time.monotonic() - self.created < TOKEN_LIFETIME
+        return not self._expired and time.time() - self.issued_at < TOKEN_LIFETIME
 
     async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
-        if not self._token_valid():
-            return
-        try:
-            message = await self.interaction.edit_original_response(
+        if self._token_valid():
+            try:
+                message = await self.interaction.edit_original_response(
+                    content=content, view=view, embed=None, attachments=[]
+                )
+                self.message_id = message.id
+                return
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    log.debug("progress edit failed: %s", exc)
+                    return
+                self._expired = True
+        if self.private or self.message_id is None:
+            return  # an ephemeral message cannot be reached without the token
+        # A public response is also an ordinary bot message: keep it current that way.
+        with contextlib.suppress(discord.HTTPException):
+            channel = await _channel(self.client, self.channel_id)
+            await _partial_message(channel, self.message_id).edit(
                 content=content, view=view, embed=None, attachments=[]
             )
-            self.message_id = message.id
-        except discord.HTTPException as exc:
-            if exc.status == 401 or exc.code in (50027, 10015, 10062):
-                self._expired = True
-            log.debug("progress edit failed: %s", exc)
 
     async def finish(
         self,
@@ -93,24 +150,44 @@ class InteractionTarget(Target):
                 self.message_id = message.id
                 return message
             except discord.HTTPException as exc:
-                if not (exc.status == 401 or exc.code in (50027, 10015, 10062)):
+                if not token_gone(exc):
                     raise
                 self._expired = True
-                for f in files or []:
-                    f.reset()
-        return await self._post_in_channel(content=content, embed=embed, files=files, view=view)
+                _rewind(files)
+        return await self._post_late(content=content, embed=embed, files=files or [], view=view)
 
-    async def _post_in_channel(self, **kwargs: Any) -> discord.Message | None:
-        client = self.interaction.client
+    async def _post_late(self, **kwargs: Any) -> discord.Message:
+        """The token is gone: a new message that pings the requester (they may have left)."""
+        if kwargs.get("embed") is None:
+            kwargs.pop("embed", None)
+        if kwargs.get("view") is None:
+            kwargs.pop("view", None)
         if self.private:
-            # An ephemeral result cannot outlive its token; a DM keeps it private.
-            user = await client.fetch_user(self.user_id)
-            return await user.send(**kwargs)
-        channel = client.get_channel(self.channel_id) or await client.fetch_channel(self.channel_id)
-        mention = f"<@{self.user_id}> your result is ready."
+            return await _direct_message(self.client, self.user_id, **kwargs)
+        channel = await _channel(self.client, self.channel_id)
+        mention = f"<@{self.user_id}> your request is done."
         content = kwargs.pop("content", None)
         kwargs["content"] = f"{mention} {content}" if content else mention
-        return await channel.send(**kwargs)  # type: ignore[union-attr]
+        message = await channel.send(**kwargs)
+        stale = self.message_id
+        self.message_id = message.id
+        if stale is not None and stale != message.id:
+            # The old progress message would say "Generating…" forever.
+            with contextlib.suppress(discord.HTTPException):
+                await _partial_message(channel, stale).delete()
+        return message
+
+    def resume_info(self) -> dict[str, Any]:
+        info = super().resume_info()
+        if self.private:
+            # An ephemeral message can only be edited through the interaction's webhook; its
+            # token (it expires 15 minutes after issue) lets a restarted bot still answer there.
+            info.update(
+                application_id=self.interaction.application_id,
+                token=self.interaction.token,
+                issued_at=self.issued_at,
+            )
+        return info
 
 
 class ChannelTarget(Target):
@@ -133,16 +210,11 @@ class ChannelTarget(Target):
         self._lock = asyncio.Lock()
 
     async def _channel(self) -> discord.abc.Messageable:
-        channel = self.client.get_channel(self.channel_id)
-        if channel is None:
-            channel = await self.client.fetch_channel(self.channel_id)
-        return channel  # type: ignore[return-value]
+        return await _channel(self.client, self.channel_id)
 
     @property
     def upload_limit(self) -> int:
-        channel = self.client.get_channel(self.channel_id)
-        guild = getattr(channel, "guild", None)
-        return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_LIMIT
+        return _guild_limit(self.client, self.channel_id)
 
     async def _send(self, **kwargs: Any) -> discord.Message:
         channel = await self._channel()
@@ -162,8 +234,9 @@ class ChannelTarget(Target):
                     await self._send(content=content, view=view)
                 else:
                     channel = await self._channel()
-                    partial = channel.get_partial_message(self.message_id)  # type: ignore[attr-defined]
-                    await partial.edit(content=content, view=view, embed=None, attachments=[])
+                    await _partial_message(channel, self.message_id).edit(
+                        content=content, view=view, embed=None, attachments=[]
+                    )
             except discord.HTTPException as exc:
                 log.debug("progress update failed: %s", exc)
 
@@ -178,16 +251,107 @@ class ChannelTarget(Target):
         async with self._lock:
             if self.message_id is not None:
                 channel = await self._channel()
-                partial = channel.get_partial_message(self.message_id)  # type: ignore[attr-defined]
                 try:
-                    return await partial.edit(
+                    return await _partial_message(channel, self.message_id).edit(
                         content=content, embed=embed, attachments=files or [], view=view
                     )
                 except discord.NotFound:
                     # The progress message was deleted: post the result anew.
-                    for f in files or []:
-                        f.reset()
-            return await self._send(content=content, embed=embed, files=files or [], view=view)
+                    _rewind(files)
+            kwargs: dict[str, Any] = {"content": content, "files": files or []}
+            if embed is not None:
+                kwargs["embed"] = embed
+            if view is not None:
+                kwargs["view"] = view
+            return await self._send(**kwargs)
+
+    def resume_info(self) -> dict[str, Any]:
+        return {**super().resume_info(), "reply_to": self.reply_to}
+
+
+class ResumedTarget(ChannelTarget):
+    """A job that a restart interrupted, carried on where it was shown (`resume_info`).
+
+    Public messages are edited as ordinary bot messages; a private (ephemeral) one only
+    through its interaction's webhook while the token lasts, and by DM after that.
+    """
+
+    def __init__(self, client: discord.Client, info: dict[str, Any], *, user_id: int) -> None:
+        message_id = info.get("message_id")
+        reply_to = info.get("reply_to")
+        super().__init__(
+            client,
+            channel_id=int(info.get("channel_id") or 0),
+            user_id=user_id,
+            reply_to=int(reply_to) if reply_to else None,
+            message_id=int(message_id) if message_id else None,
+        )
+        self.private = bool(info.get("private"))
+        self._token: str | None = info.get("token")
+        self._application_id = int(info.get("application_id") or 0)
+        self._issued_at = float(info.get("issued_at") or 0.0)
+
+    def _webhook(self) -> discord.Webhook | None:
+        usable = (
+            self._token
+            and self._application_id
+            and self.message_id is not None
+            and time.time() - self._issued_at < TOKEN_LIFETIME
+        )
+        if not usable:
+            return None
+        assert self._token is not None
+        return discord.Webhook.partial(self._application_id, self._token, client=self.client)
+
+    async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
+        if not self.private:
+            await super().show(content, view=view)
+            return
+        hook = self._webhook()
+        if hook is None or self.message_id is None:
+            return
+        try:
+            await hook.edit_message(self.message_id, content=content, embed=None, view=view)
+        except discord.HTTPException as exc:
+            if token_gone(exc):
+                self._token = None
+            log.debug("private progress edit failed: %s", exc)
+
+    async def finish(
+        self,
+        *,
+        content: str | None = None,
+        embed: discord.Embed | None = None,
+        files: list[discord.File] | None = None,
+        view: discord.ui.View | None = None,
+    ) -> discord.Message | None:
+        if not self.private:
+            return await super().finish(content=content, embed=embed, files=files, view=view)
+        hook = self._webhook()
+        if hook is not None and self.message_id is not None:
+            try:
+                return await hook.edit_message(
+                    self.message_id, content=content, embed=embed, attachments=files or [], view=view
+                )
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                self._token = None
+                _rewind(files)
+        kwargs: dict[str, Any] = {"content": content, "files": files or []}
+        if embed is not None:
+            kwargs["embed"] = embed
+        if view is not None:
+            kwargs["view"] = view
+        return await _direct_message(self.client, self.user_id, **kwargs)
+
+    def resume_info(self) -> dict[str, Any]:
+        info = super().resume_info()
+        if self.private and self._token:
+            info.update(
+                application_id=self._application_id, token=self._token, issued_at=self._issued_at
+            )
+        return info
 
 
 class FollowupTarget(Target):
@@ -201,7 +365,7 @@ class FollowupTarget(Target):
         self.user_id = interaction.user.id
         self.private = private
         self.label = label
-        self.created = time.monotonic()
+        self.issued_at = interaction.created_at.timestamp()
 
     @property
     def upload_limit(self) -> int:
@@ -224,9 +388,16 @@ class FollowupTarget(Target):
             kwargs["embed"] = embed
         if view is not None:
             kwargs["view"] = view
-        if time.monotonic() - self.created < TOKEN_LIFETIME:
-            return await self.interaction.followup.send(wait=True, ephemeral=self.private, **kwargs)
-        channel = self.interaction.client.get_channel(self.channel_id)
-        if channel is None:
-            channel = await self.interaction.client.fetch_channel(self.channel_id)
-        return await channel.send(**kwargs)  # type: ignore[union-attr]
+        if time.time() - self.issued_at < TOKEN_LIFETIME:
+            try:
+                return await self.interaction.followup.send(
+                    wait=True, ephemeral=self.private, **kwargs
+                )
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                _rewind(files)
+        if self.private:
+            return await _direct_message(self.interaction.client, self.user_id, **kwargs)
+        channel = await _channel(self.interaction.client, self.channel_id)
+        return await channel.send(**kwargs)

@@ -1,14 +1,16 @@
 """/anchor save | list | show | delete | rename and the Save as anchor context menu.
 
-Anchors are personal data: every answer here is private, and every lookup passes the
-caller's id, so nobody can see or use another person's anchor.
+Anchors are personal data: every answer here is private (ephemeral), and every lookup passes
+the caller's id, so nobody can see, use or change another person's anchor. Asking for someone
+else's anchor reads exactly like asking for one that does not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-import re
+import logging
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -17,70 +19,93 @@ from discord.ext import commands
 from bot import imaging
 from bot.errors import UserError
 from bot.flows import fail_privately
-from bot.resolver import Upload, download_attachment, normalise_upload
-from bot.store import AnchorExistsError
+from bot.resolver import (
+    ANCHOR_KINDS,
+    Upload,
+    check_anchor_kind,
+    check_anchor_name,
+    download_attachment,
+    normalise_upload,
+)
+from bot.store import AnchorExistsError, AnchorRow
 from cogs._shared import anchor_name_autocomplete, bot_of
 
-NAME_RULE = re.compile(r"^[a-z0-9_-]{1,32}$")
-KINDS = ("face", "character", "object", "product", "style")
-KIND_CHOICES = [app_commands.Choice(name=k, value=k) for k in KINDS]
+log = logging.getLogger(__name__)
+
+KIND_CHOICES = [app_commands.Choice(name=k, value=k) for k in ANCHOR_KINDS]
+SHEET_LIMIT = 48  # tiles on one /anchor list sheet; the text still names every anchor
+MODAL_TIMEOUT = 600.0
 
 
-def check_name(name: str) -> str:
-    clean = name.strip().lower()
-    if not NAME_RULE.match(clean):
-        raise UserError(
-            f"'{name[:40]}' is not a valid anchor name: use 1–32 lowercase letters, digits, - or _."
-        )
-    return clean
+def no_such_anchor(name: str) -> UserError:
+    return UserError(f"You have no anchor called '{name.strip()[:40]}'. See /anchor list.")
 
 
-def check_kind(kind: str | None) -> str:
-    value = (kind or "face").strip().lower()
-    if value not in KINDS:
-        raise UserError(f"'{kind}' is not a kind of anchor; choose one of: {', '.join(KINDS)}.")
-    return value
-
-
-class SaveAnchorModal(discord.ui.Modal, title="Save as anchor"):
-    name: discord.ui.TextInput[SaveAnchorModal] = discord.ui.TextInput(
-        label="Name (lowercase, digits, - or _)", max_length=32, custom_id="name"
+def clash(name: str) -> UserError:
+    return UserError(
+        f"You already have an anchor called '{name}'. Pick another name, "
+        f"rename it with /anchor rename, or delete it with /anchor delete name:{name}."
     )
-    kind: discord.ui.TextInput[SaveAnchorModal] = discord.ui.TextInput(
-        label="Kind: face, character, object, product or style",
-        max_length=16,
-        default="face",
-        custom_id="kind",
-    )
+
+
+class SaveAnchorModal(discord.ui.Modal):
+    """Asks the name and the kind; the image comes from the message the menu was used on."""
 
     def __init__(
         self, cog: Anchors, attachment: discord.Attachment | None, image_sha: str | None
     ) -> None:
-        super().__init__(timeout=None)
+        super().__init__(title="Save as anchor", timeout=MODAL_TIMEOUT)
         self.cog = cog
         self.attachment = attachment
-        self.image_sha = image_sha
+        self.image_sha = image_sha  # a bot result: its stored original, not the posted copy
+        self.name_input: discord.ui.TextInput[SaveAnchorModal] = discord.ui.TextInput(
+            custom_id="name", min_length=1, max_length=32, placeholder="e.g. kestrel or logo_2"
+        )
+        self.kind_select: discord.ui.Select[SaveAnchorModal] = discord.ui.Select(
+            custom_id="kind",
+            min_values=1,
+            max_values=1,
+            options=[
+                discord.SelectOption(label=k, value=k, default=k == "face") for k in ANCHOR_KINDS
+            ],
+        )
+        self.add_item(
+            discord.ui.Label(
+                text="Name",
+                description="1–32 lowercase letters, digits, - or _",
+                component=self.name_input,
+            )
+        )
+        self.add_item(discord.ui.Label(text="Kind", component=self.kind_select))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         try:
-            name = check_name(self.name.value)
-            kind = check_kind(self.kind.value)
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            name = check_anchor_name(self.name_input.value)
+            kind = check_anchor_kind(self.kind_select.values[0] if self.kind_select.values else None)
             bot = bot_of(interaction)
+            if await bot.store.get_anchor(interaction.user.id, name) is not None:
+                raise clash(name)
+            await interaction.response.defer(ephemeral=True, thinking=True)
             if self.attachment is not None:
                 upload = await download_attachment(self.attachment, bot.settings)
             else:
                 stored = await bot.store.get_image(self.image_sha or "")
                 if stored is None:
-                    raise UserError("That image is no longer stored.")
+                    raise UserError("That image is no longer stored; save it from a newer result.")
                 upload = await normalise_upload(stored[0], "result.png", bot.settings)
             await self.cog.save(interaction, name, kind, None, upload)
         except UserError as exc:
             await fail_privately(interaction, str(exc))
 
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: Any = None
+    ) -> None:
+        log.error("Save as anchor failed (user %s)", interaction.user.id, exc_info=error)
+        await fail_privately(interaction, "Something went wrong saving that anchor; try again.")
+
 
 class Anchors(
-    commands.GroupCog, group_name="anchor", group_description="Your saved identity anchors"
+    commands.GroupCog, group_name="anchor", group_description="Your private identity anchors"
 ):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
@@ -98,12 +123,13 @@ class Anchors(
         kind: str,
         note: str | None,
         upload: Upload,
-    ) -> None:
+    ) -> AnchorRow:
+        """Store an already normalised image as the caller's anchor and say so privately."""
         bot = bot_of(interaction)
         image = upload.image
         sha = await bot.store.put_image(image.data, image.mime_type)
         try:
-            await bot.store.save_anchor(
+            row = await bot.store.save_anchor(
                 owner_id=interaction.user.id,
                 name=name,
                 kind=kind,
@@ -113,19 +139,22 @@ class Anchors(
                 height=image.height,
             )
         except AnchorExistsError:
-            raise UserError(
-                f"You already have an anchor called '{name}'. Pick another name, or "
-                f"/anchor delete name:{name} first."
-            ) from None
+            raise clash(name) from None
+        log.info("user %s saved anchor %s (%s)", interaction.user.id, row.id, kind)
         await interaction.followup.send(
-            f"Saved anchor **{name}** ({kind}, {image.width}×{image.height}). "
-            f'Use it with `anchors:{name}` or `"data": "anchor:{name}"`.',
+            f"Saved anchor **{name}** ({kind}, {image.width}×{image.height}). Only you can see "
+            f'and use it: `anchors:{name}` in /imagine or /edit, or `"data": "anchor:{name}"` '
+            "in a JSON prompt.",
             ephemeral=True,
         )
+        return row
 
-    @app_commands.command(name="save", description="Save an image as a personal anchor")
+    @app_commands.command(name="save", description="Save an image as a private anchor")
     @app_commands.describe(
-        name="A short name (lowercase)", image="The image", kind="What it is", note="A note"
+        name="1–32 lowercase letters, digits, - or _",
+        image="The image (a clear, well-lit picture works best)",
+        kind="What it keeps the same (default: face)",
+        note="A note for yourself",
     )
     @app_commands.choices(kind=KIND_CHOICES)
     async def save_cmd(
@@ -134,14 +163,17 @@ class Anchors(
         name: str,
         image: discord.Attachment,
         kind: str | None = None,
-        note: str | None = None,
+        note: app_commands.Range[str, 1, 200] | None = None,
     ) -> None:
-        clean = check_name(name)
-        kind_value = check_kind(kind)
+        clean = check_anchor_name(name)
+        kind_value = check_anchor_kind(kind)
+        bot = bot_of(interaction)
+        if await bot.store.get_anchor(interaction.user.id, clean) is not None:
+            raise clash(clean)
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            upload = await download_attachment(image, bot_of(interaction).settings)
-            await self.save(interaction, clean, kind_value, (note or None), upload)
+            upload = await download_attachment(image, bot.settings)
+            await self.save(interaction, clean, kind_value, (note or "").strip() or None, upload)
         except UserError as exc:
             await fail_privately(interaction, str(exc))
 
@@ -152,32 +184,43 @@ class Anchors(
         anchors = await bot.store.list_anchors(interaction.user.id)
         if not anchors:
             await interaction.followup.send(
-                "You have no anchors yet. Save one with /anchor save.", ephemeral=True
+                "You have no anchors yet. Save one with /anchor save, or use Apps ▸ "
+                "Save as anchor on a message with an image.",
+                ephemeral=True,
             )
             return
-        items = []
-        for anchor in anchors:
+        items: list[tuple[bytes, str]] = []
+        for anchor in anchors[:SHEET_LIMIT]:
             stored = await bot.store.get_image(anchor.image_sha)
-            if stored is not None:
-                items.append((stored[0], f"{anchor.name} ({anchor.kind})"))
+            # a missing image still gets its labelled tile ("no image")
+            items.append((stored[0] if stored else b"", f"{anchor.name} ({anchor.kind})"))
         sheet = await asyncio.to_thread(
             imaging.contact_sheet, items, limit_bytes=interaction.filesize_limit // 2
         )
-        ext = "png" if sheet[:4] == b"\x89PNG" else "jpg"
-        lines = ", ".join(f"**{a.name}** ({a.kind})" for a in anchors)
+        count = len(anchors)
+        text = f"Your {count} anchor{'s' if count != 1 else ''}: " + ", ".join(
+            f"**{a.name}** ({a.kind})" for a in anchors
+        )
+        if count > SHEET_LIMIT:
+            text += f"\nThe sheet shows the first {SHEET_LIMIT}; /anchor show shows any one."
+        if len(text) > 1900:
+            text = text[:1880].rsplit(", ", 1)[0] + ", …"
         await interaction.followup.send(
-            f"Your {len(anchors)} anchor{'s' if len(anchors) != 1 else ''}: {lines}"[:1900],
-            file=discord.File(io.BytesIO(sheet), filename=f"anchors.{ext}"),
+            text,
+            file=discord.File(
+                io.BytesIO(sheet), filename=f"anchors.{imaging.extension_for('image/jpeg')}"
+            ),
             ephemeral=True,
         )
 
-    @app_commands.command(name="show", description="Show one of your anchors")
+    @app_commands.command(name="show", description="Show one of your anchors (only to you)")
+    @app_commands.describe(name="The anchor")
     @app_commands.autocomplete(name=anchor_name_autocomplete)
     async def show_cmd(self, interaction: discord.Interaction, name: str) -> None:
         bot = bot_of(interaction)
         anchor = await bot.store.get_anchor(interaction.user.id, name.strip().lower())
         if anchor is None:
-            raise UserError(f"You have no anchor called '{name}'. See /anchor list.")
+            raise no_such_anchor(name)
         stored = await bot.store.get_image(anchor.image_sha)
         if stored is None:
             raise UserError(f"The image of anchor '{anchor.name}' is missing; save it again.")
@@ -193,45 +236,53 @@ class Anchors(
             ephemeral=True,
         )
 
-    @app_commands.command(name="delete", description="Delete one of your anchors (and its image)")
+    @app_commands.command(name="delete", description="Delete one of your anchors and its image")
+    @app_commands.describe(name="The anchor")
     @app_commands.autocomplete(name=anchor_name_autocomplete)
     async def delete_cmd(self, interaction: discord.Interaction, name: str) -> None:
         bot = bot_of(interaction)
-        if not await bot.store.delete_anchor(interaction.user.id, name.strip().lower()):
-            raise UserError(f"You have no anchor called '{name}'. See /anchor list.")
+        key = name.strip().lower()
+        if not key or not await bot.store.delete_anchor(interaction.user.id, key):
+            raise no_such_anchor(name)
+        log.info("user %s deleted an anchor", interaction.user.id)
         await interaction.response.send_message(
-            f"Deleted anchor **{name.strip().lower()}** and its image.", ephemeral=True
+            f"Deleted anchor **{key}** and its stored image.", ephemeral=True
         )
 
     @app_commands.command(name="rename", description="Rename one of your anchors")
+    @app_commands.describe(name="The anchor", new_name="Its new name")
     @app_commands.autocomplete(name=anchor_name_autocomplete)
     async def rename_cmd(self, interaction: discord.Interaction, name: str, new_name: str) -> None:
         bot = bot_of(interaction)
-        new = check_name(new_name)
+        old = name.strip().lower()
+        new = check_anchor_name(new_name)
+        if not old:
+            raise no_such_anchor(name)
         try:
-            renamed = await bot.store.rename_anchor(interaction.user.id, name.strip().lower(), new)
+            renamed = await bot.store.rename_anchor(interaction.user.id, old, new)
         except AnchorExistsError:
-            raise UserError(f"You already have an anchor called '{new}'.") from None
+            raise clash(new) from None
         if not renamed:
-            raise UserError(f"You have no anchor called '{name}'. See /anchor list.")
+            raise no_such_anchor(name)
         await interaction.response.send_message(
-            f"Renamed **{name.strip().lower()}** to **{new}**.", ephemeral=True
+            f"Renamed **{old}** to **{new}**. Use it as `anchors:{new}` from now on.",
+            ephemeral=True,
         )
 
     async def save_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
         from cogs.chains import image_attachments
 
         bot = bot_of(interaction)
-        images = image_attachments(message)
-        image_sha = None
         gen = await bot.store.generation_by_message(message.id)
         if gen is not None and gen.output_image is not None:
-            image_sha = gen.output_image  # the original, not the re-encoded upload
-        elif not images:
-            await fail_privately(interaction, "That message has no image to save.")
-            return
-        attachment = None if image_sha else images[0]
-        await interaction.response.send_modal(SaveAnchorModal(self, attachment, image_sha))
+            # a result: keep the original, not the copy re-encoded to fit the upload limit
+            modal = SaveAnchorModal(self, None, gen.output_image)
+        else:
+            images = image_attachments(message)
+            if not images:
+                raise UserError("That message has no image to save as an anchor.")
+            modal = SaveAnchorModal(self, images[0], None)
+        await interaction.response.send_modal(modal)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -7,8 +7,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import UserError
-from bot.flows import find_template, run_request, spec_from_template, split_names
-from bot.prompts import InputRef, RequestOptions
+from bot.flows import (
+    fail_privately,
+    find_template,
+    run_request,
+    spec_from_template,
+    split_names,
+)
+from bot.prompts import InputRef, RequestOptions, SpecError, parse_template
 from cogs._shared import (
     ASPECT_CHOICES,
     MODEL_CHOICES,
@@ -38,7 +44,15 @@ class PromptModal(discord.ui.Modal, title="JSON prompt"):
             self.spec.default = prefill[:MODAL_TEXT_LIMIT]
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await run_request(interaction, kind="prompt", raw=self.spec.value, options=RequestOptions())
+        raw: str | dict[str, object] = self.spec.value
+        if "{{" in self.spec.value:
+            # Pre-filled from a template: placeholders left in the editor take their defaults.
+            try:
+                raw = parse_template("editor", self.spec.value).fill({})
+            except SpecError as exc:
+                await fail_privately(interaction, f"Your prompt has a problem:\n{exc}")
+                return
+        await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
 
 
 class Imagine(commands.Cog):

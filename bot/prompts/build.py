@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,47 +219,62 @@ def _json_aspect_and_size(
     return aspect, size
 
 
+@dataclass(frozen=True)
+class _Setting:
+    """Aspect or size: how to spell it canonically and how to check it against a model."""
+
+    label: str  # as the command option is called
+    json_key: str  # inside output_format
+    normalise: Callable[[str], str | None]
+    problem: Callable[[str, ModelCapability, str], str | None]
+
+
+_ASPECT = _Setting("aspect", "aspect_ratio", normalise_aspect, aspect_problem)
+_SIZE = _Setting("size", "resolution", normalise_size, size_problem)
+
+
+@dataclass
+class _Outcome:
+    problems: list[str]
+    warnings: list[str]
+    overrides: list[str]
+
+
 def _choose(
-    label: str,
+    setting: _Setting,
     option: str | None,
     from_json: str | None,
     default: str,
-    normalise_fn: Any,
-    problem_fn: Any,
     cap: ModelCapability,
     fallback: str,
-    problems: list[str],
-    warnings: list[str],
-    overrides: list[str],
+    out: _Outcome,
 ) -> str:
     """options > JSON > defaults. Explicit values must fit the model; a default that does not
     fit falls back to the model's own default with a warning (the user did not ask for it)."""
+    label = setting.label
     if option is not None and option.strip():
-        problem = problem_fn(option, cap, label)
+        problem = setting.problem(option, cap, label)
         if problem:
-            problems.append(problem)
+            out.problems.append(problem)
             return fallback
-        value: str = normalise_fn(option)
-        if from_json is not None and normalise_fn(from_json) != value:
-            overrides.append(
+        value = setting.normalise(option) or fallback
+        if from_json is not None and setting.normalise(from_json) != value:
+            out.overrides.append(
                 f"{label} {value} from the command replaced {short(from_json)} in the JSON"
             )
         return value
     if from_json is not None:
-        problem = problem_fn(from_json, cap, f"output_format.{_JSON_KEY[label]}")
+        problem = setting.problem(from_json, cap, f"output_format.{setting.json_key}")
         if problem:
-            problems.append(problem)
+            out.problems.append(problem)
             return fallback
-        return str(normalise_fn(from_json))
-    if problem_fn(default, cap, label) is None:
-        return str(normalise_fn(default))
-    warnings.append(
+        return setting.normalise(from_json) or fallback
+    if setting.problem(default, cap, label) is None:
+        return setting.normalise(default) or fallback
+    out.warnings.append(
         f"your default {label} {default} is not available on {cap.name}; using {fallback}"
     )
     return fallback
-
-
-_JSON_KEY = {"aspect": "aspect_ratio", "size": "resolution"}
 
 
 # ---- prepare ---------------------------------------------------------------------------------
@@ -306,32 +322,9 @@ def prepare(
     fmt: dict[str, Any] = dict(data.get("output_format") or {})
     json_aspect, json_size = _json_aspect_and_size(fmt, cap, warnings)
     fallback_size = cap.default_size if cap.default_size in cap.sizes else cap.sizes[0]
-    aspect = _choose(
-        "aspect",
-        options.aspect,
-        json_aspect,
-        defaults.aspect,
-        normalise_aspect,
-        aspect_problem,
-        cap,
-        "1:1",
-        problems,
-        warnings,
-        overrides,
-    )
-    size = _choose(
-        "size",
-        options.size,
-        json_size,
-        defaults.size,
-        normalise_size,
-        size_problem,
-        cap,
-        fallback_size,
-        problems,
-        warnings,
-        overrides,
-    )
+    out = _Outcome(problems, warnings, overrides)
+    aspect = _choose(_ASPECT, options.aspect, json_aspect, defaults.aspect, cap, "1:1", out)
+    size = _choose(_SIZE, options.size, json_size, defaults.size, cap, fallback_size, out)
     if problems:
         raise SpecError(problems)
     fmt["aspect_ratio"] = aspect

@@ -11,7 +11,8 @@ class SpecError(Exception):
     def __init__(self, problems: str | Sequence[str]) -> None:
         if isinstance(problems, str):
             problems = [problems]
-        cleaned = [p.strip() for p in problems if p and p.strip()]
+        # one line each, whatever user text a message quotes
+        cleaned = [" ".join(p.split()) for p in problems if p and p.strip()]
         self.problems: list[str] = cleaned or ["invalid prompt"]
         super().__init__("\n".join(self.problems))
 
@@ -27,7 +28,8 @@ def json_path(parts: Sequence[str | int]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            key = short(str(part), 30) or '""'
+            out += f".{key}" if out else key
     return out or "(top level)"
 
 

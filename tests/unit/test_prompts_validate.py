@@ -289,3 +289,8 @@ def test_unknown_model_is_a_spec_error() -> None:
 def test_non_object_json() -> None:
     with pytest.raises(SpecError, match="must be a JSON object"):
         prepare(["a"], None, PRO)  # type: ignore[arg-type]
+
+
+def test_problems_are_single_lines_even_with_odd_keys() -> None:
+    problems = problems_of({"subject": "x", "bad\nkey " + "k" * 50: float("inf")})
+    assert problems == ["bad key " + "k" * 21 + "…: numbers must be finite"]
