@@ -33,26 +33,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from bot.config import Settings, UnknownModelError, resolve_model
 from bot.gemini import Failure, FailureKind, GeminiClient, Generation
 from bot.prompts import (
     CompiledRequest,
-    Defaults,
     PreparedSpec,
     SpecError,
     compile_request,
-    parse_template,
-    prepare,
     resolve_inputs,
 )
-from bot.prompts.cli import FileResolver
+from bot.prompts.cli import FileResolver, defaults_for, load_spec_file
 
 EXIT_OK = 0
 EXIT_INVALID_SPEC = 1
@@ -125,37 +120,7 @@ def _err(line: str) -> None:
 
 
 def _read_spec(path: Path, *, model: str | None, settings: Settings) -> PreparedSpec:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SpecError(f"cannot read it: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SpecError("not UTF-8 text") from None
-    raw: str | dict[str, Any] = text
-    if _is_template(text):
-        name = (re.sub(r"[^A-Za-z0-9_-]", "_", path.stem).lstrip("_-") or "template")[:40]
-        raw = parse_template(name, text, source="builtin").fill({})  # defaults only
-    defaults = Defaults(
-        model=model or settings.default_model,
-        size=settings.default_size,
-        aspect=settings.default_aspect,
-    )
-    return prepare(raw, None, defaults)
-
-
-def _is_template(text: str) -> bool:
-    """Placeholders, or the {"description", "spec"} wrapper templates use."""
-    if "{{" in text:
-        return True
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    return (
-        isinstance(value, dict)
-        and isinstance(value.get("spec"), dict)
-        and set(value) <= {"description", "spec"}
-    )
+    return load_spec_file(path, defaults_for(model, settings))
 
 
 async def _compile(prepared: PreparedSpec, images: list[Path]) -> CompiledRequest:

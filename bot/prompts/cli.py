@@ -87,7 +87,7 @@ def _is_template(text: str) -> bool:
     )
 
 
-def _defaults(model: str | None, settings: Settings) -> Defaults:
+def defaults_for(model: str | None, settings: Settings) -> Defaults:
     return Defaults(
         model=model or settings.default_model,
         size=settings.default_size,
@@ -95,7 +95,7 @@ def _defaults(model: str | None, settings: Settings) -> Defaults:
     )
 
 
-def _load(path: Path, defaults: Defaults, *, samples: bool) -> PreparedSpec:
+def load_spec_file(path: Path, defaults: Defaults, *, samples: bool = False) -> PreparedSpec:
     """Read and prepare one file; a template is filled with defaults (and samples if asked)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -127,11 +127,11 @@ def validate_files(paths: list[Path], *, model: str | None, settings: Settings) 
     """One line per problem ("FILE: problem"), "FILE: ok" for clean files; 1 if any problem."""
     if not _check_model(model):
         return 2
-    defaults = _defaults(model, settings)
+    defaults = defaults_for(model, settings)
     failed = False
     for path in paths:
         try:
-            prepared = _load(path, defaults, samples=True)
+            prepared = load_spec_file(path, defaults, samples=True)
         except SpecError as exc:
             failed = True
             for problem in exc.problems:
@@ -155,7 +155,7 @@ def compile_file(
     if not _check_model(model):
         return 2
     try:
-        prepared = _load(path, _defaults(model, settings), samples=False)
+        prepared = load_spec_file(path, defaults_for(model, settings), samples=False)
         resolved = asyncio.run(resolve_inputs(prepared.spec, FileResolver(images)))
         compiled = compile_request(prepared, resolved)
     except SpecError as exc:
