@@ -16,8 +16,11 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
+import traceback
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.client import NanoBananaBot, apply_discord_endpoints
@@ -47,6 +50,42 @@ class LagSampler:
         path.write_text(json.dumps(data))
 
 
+def watch_stalls(threshold: float = 0.05) -> Callable[[], None]:
+    """Diagnostics ($BENCH_WATCHDOG=1): when the loop has not ticked for `threshold`, print
+    every thread's stack to stderr (the bot's log) once per stall. Returns the tick function
+    the loop must call often."""
+    last = [time.monotonic()]
+    main_id = threading.get_ident()
+
+    def tick() -> None:
+        last[0] = time.monotonic()
+
+    def watch() -> None:
+        reported = 0.0
+        while True:
+            time.sleep(threshold / 4)
+            stalled_since = last[0]
+            if time.monotonic() - stalled_since > threshold and stalled_since != reported:
+                reported = stalled_since
+                lines = [f"STALL > {threshold * 1000:.0f} ms; stacks:"]
+                for ident, frame in sys._current_frames().items():
+                    stack = traceback.format_stack(frame)
+                    if ident == main_id:
+                        lines.append("--- loop thread\n" + "".join(stack[-12:]))
+                    elif "threading.py" not in stack[-1]:  # busy, not waiting on a queue
+                        lines.append(f"--- thread {ident}\n" + "".join(stack[-4:]))
+                print("\n".join(lines), file=sys.stderr, flush=True)
+
+    threading.Thread(target=watch, daemon=True, name="stall-watchdog").start()
+    return tick
+
+
+async def _ticker(tick: Callable[[], None]) -> None:
+    while True:
+        tick()
+        await asyncio.sleep(0.005)
+
+
 async def _run(settings: Settings, sampler: LagSampler) -> None:
     apply_discord_endpoints(settings)
     bot = NanoBananaBot(settings)
@@ -54,6 +93,9 @@ async def _run(settings: Settings, sampler: LagSampler) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
     task = asyncio.create_task(sampler.run())
+    if os.environ.get("BENCH_WATCHDOG"):
+        watchdog = asyncio.create_task(_ticker(watch_stalls()))
+        task.add_done_callback(lambda _: watchdog.cancel())
     assert settings.discord_token is not None
     try:
         async with bot:

@@ -1,9 +1,10 @@
 """Chains: iterative editing of one result, step by step, in a thread.
 
 A chain is a tree of generations (each step has a parent); its head is the image the next
-plain message edits. Steps of one chain run strictly one after another in arrival order
-(a per-chain lock held until the step has finished), so two quick messages never race from
-the same head; different chains run in parallel.
+plain message edits. Steps of one chain run strictly one after another in arrival order: a
+caller takes its turn (`Chains.turn`) as soon as it knows the chain, before any slow work,
+and holds it until its step has finished, so two quick messages never race from the same
+head. Different chains run in parallel.
 
 Each step is sent as a multi-turn request: a bounded window of earlier turns in which the
 model's stored content goes back unchanged (Gemini 3 verifies its thought signatures).
@@ -13,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import discord
 from google.genai import types
 
-from bot.config import estimate_cost
+from bot.config import capability, estimate_cost
 from bot.errors import UserError
 from bot.gemini import content_from_json
 from bot.generator import Generator, InputImage, Submission
@@ -35,16 +36,218 @@ from bot.prompts import (
     prepare,
 )
 from bot.quotas import check_quota
-from bot.resolver import RequestResolver, Upload
+from bot.resolver import RequestResolver, Upload, anchor_mentions
 from bot.targets import Target
 
 if TYPE_CHECKING:
     from bot.client import NanoBananaBot
-    from bot.store import ChainRow, GenerationRow
+    from bot.store import ChainRow, GenerationRow, Store
 
 log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 100
+# Google advises keeping a whole request under 20 MB inline; base64 adds a third.
+REQUEST_IMAGE_BYTES = 14 * 1024 * 1024
+CHAIN_REF = "chain:latest"
+
+RETENTION_MESSAGE = (
+    "This image is past the {days}-day retention period and no longer stored, so it can't be "
+    "refined. Start again with /edit (attach the image) or /imagine."
+)
+NOTICE_NO_PERMISSION = (
+    "I can't create threads in this channel, so this chain continues as replies here."
+)
+NOTICE_IN_THREAD = "This is already a thread, so this chain continues as replies here."
+NOTICE_NO_THREADS = "Threads aren't available here, so this chain continues as replies."
+
+
+# ------------------------------------------------------------------------------ ordering
+
+
+class Ticket:
+    """A place in a lane. `async with ticket:` waits for the places before it; leaving (or
+    `release()`, idempotent) lets the next one go. Taken synchronously, so the order of
+    `take` calls is the order of turns."""
+
+    def __init__(self, lanes: SerialLanes, key: str, prev: asyncio.Future[None] | None) -> None:
+        self._lanes = lanes
+        self._key = key
+        self._prev = prev
+        self._mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._released = False
+
+    async def __aenter__(self) -> Ticket:
+        if self._prev is not None and not self._prev.done():
+            try:
+                await asyncio.shield(self._prev)
+            except BaseException:
+                self.release()
+                raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self._prev is None or self._prev.done():
+            self._finish()
+        else:  # left before its turn came: the next one still waits for ours
+            self._prev.add_done_callback(lambda _f: self._finish())
+
+    def _finish(self) -> None:
+        if not self._mine.done():
+            self._mine.set_result(None)
+        self._lanes._forget(self._key, self._mine)
+
+
+class SerialLanes:
+    """FIFO lanes by key; a lane exists only while someone holds or waits for a turn."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Future[None]] = {}
+
+    def take(self, key: str) -> Ticket:
+        ticket = Ticket(self, key, self._tails.get(key))
+        self._tails[key] = ticket._mine
+        return ticket
+
+    def busy(self, key: str) -> bool:
+        return key in self._tails
+
+    def _forget(self, key: str, future: asyncio.Future[None]) -> None:
+        if self._tails.get(key) is future:
+            del self._tails[key]
+
+
+# ------------------------------------------------------------------------------ history
+
+
+@dataclass
+class _Turn:
+    """One earlier step as a user turn (with and without the image it edited) and the
+    model's stored answer."""
+
+    user_full: types.Content
+    user_lean: types.Content
+    model: types.Content
+
+
+def _inline_bytes(content: types.Content) -> int:
+    return sum(
+        len(p.inline_data.data or b"") for p in content.parts or [] if p.inline_data is not None
+    )
+
+
+def _inline_images(content: types.Content) -> int:
+    return sum(1 for p in content.parts or [] if p.inline_data is not None)
+
+
+async def build_history(
+    generator: Generator, parent_id: int, *, current: types.Content | None = None
+) -> list[types.Content]:
+    """Earlier turns for a step whose parent is `parent_id`: the last N steps of its lineage
+    (N = setting chain_history_steps) as alternating user/model turns, oldest first.
+
+    The model's turns are its stored content, byte for byte, so Gemini's thought signatures
+    verify. A user turn leaves out the image it edited (the model turn before it shows that
+    image) except the first: a window that starts mid-chain starts with a user turn carrying
+    that step's image. Steps whose images are past retention, and turns that would push the
+    request (with `current`) past the model's input-image limit or the inline size budget,
+    are dropped from the old end."""
+    window = generator.settings.chain_history_steps
+    if window <= 0:
+        return []
+    store = generator.store
+    lineage = await store.chain_lineage(parent_id, limit=window)
+    if not lineage:
+        return []
+    turns: list[_Turn] = []
+    for step in reversed(lineage):  # newest first: stop at the first unusable step
+        if step.status != "done" or not step.model_content:
+            break
+        turn = await _load_turn(store, step)
+        if turn is None:
+            break
+        turns.append(turn)
+    turns.reverse()
+    max_images = capability(lineage[-1].model).max_input_images
+    base_bytes = _inline_bytes(current) if current is not None else 0
+    base_images = _inline_images(current) if current is not None else 0
+    for start in range(len(turns)):
+        kept = turns[start:]
+        users = [kept[0].user_full, *(t.user_lean for t in kept[1:])]
+        size = (
+            base_bytes + sum(map(_inline_bytes, users)) + sum(_inline_bytes(t.model) for t in kept)
+        )
+        images = base_images + sum(map(_inline_images, users))
+        if size <= REQUEST_IMAGE_BYTES and images <= max_images:
+            history: list[types.Content] = []
+            for user, turn in zip(users, kept, strict=True):
+                history += [user, turn.model]
+            return history
+    return []
+
+
+async def _load_turn(store: Store, step: GenerationRow) -> _Turn | None:
+    """A stored step as turns; None if one of its images is gone or its spec no longer
+    compiles."""
+    model_json = await store.hydrate_model_content(step.model_content)
+    if model_json is None:
+        return None
+    spec = dict(step.spec)
+    metadata = dict(spec.get("metadata") or {})
+    resolved: list[dict[str, Any]] = metadata.pop("resolved_inputs", [])
+    if metadata:
+        spec["metadata"] = metadata
+    else:
+        spec.pop("metadata", None)
+    images: list[ResolvedImage] = []
+    for item in resolved:
+        stored = await store.get_image(item["sha"])
+        if stored is None:
+            return None
+        data, mime = stored
+        images.append(
+            ResolvedImage(
+                data=data,
+                mime_type=mime,
+                description=item["description"],
+                anchor_kind=item.get("anchor_kind"),
+            )
+        )
+    try:
+        prepared = prepare(
+            spec, None, Defaults(model=step.model, size=step.size, aspect=step.aspect)
+        )
+        compiled = compile_request(prepared, images)
+    except (SpecError, ValueError) as exc:
+        log.info("step %s left out of the history: %s", step.id, exc)
+        return None
+    full = compiled.user_content()
+    # parts: [json, label 1, image 1, label 2, image 2, ...]
+    lean_parts: list[types.Part] = [compiled.parts[0]]
+    for n, ref in enumerate(prepared.spec.inputs):
+        label, image = compiled.parts[1 + 2 * n], compiled.parts[2 + 2 * n]
+        if ref.data.strip() == CHAIN_REF:
+            lean_parts.append(types.Part(text=f"{label.text} — the image from your previous turn"))
+        else:
+            lean_parts += [label, image]
+    return _Turn(
+        user_full=full,
+        user_lean=types.Content(role="user", parts=lean_parts),
+        model=content_from_json(model_json),
+    )
+
+
+# ------------------------------------------------------------------------------ chains
 
 
 @dataclass
@@ -56,148 +259,198 @@ class StepRequest:
     parent_id: int | None  # None: edit the chain's head
 
 
-async def build_history(generator: Generator, parent_id: int) -> list[types.Content]:
-    """The last N steps up to and including parent_id as alternating user/model turns."""
-    window = generator.settings.chain_history_steps
-    if window <= 0:
-        return []
-    lineage = await generator.store.chain_lineage(parent_id, limit=window)
-    history: list[types.Content] = []
-    for step in lineage:
-        if step.status != "done" or not step.model_content:
-            continue
-        user_turn = await _user_turn(generator, step)
-        # The store keeps image bytes out of the JSON; put them back, signatures intact.
-        model_turn = await generator.store.hydrate_model_content(step.model_content)
-        if model_turn is None:
-            raise UserError(
-                "An earlier image in this chain is past the retention period; "
-                "start a new chain with /imagine or /edit."
-            )
-        history.append(user_turn)
-        history.append(content_from_json(model_turn))
-    return history
+@dataclass(frozen=True)
+class Placement:
+    """Where a chain's steps go: its thread, or (None) in place as replies; and what to tell
+    the people in the channel the first time threads turn out to be impossible."""
 
-
-async def _user_turn(generator: Generator, gen: GenerationRow) -> types.Content:
-    """Recompile a stored step's own request, images included (a window that starts
-    mid-chain thus starts with a user turn carrying that step's image)."""
-    spec = dict(gen.spec)
-    metadata = dict(spec.get("metadata") or {})
-    resolved = metadata.pop("resolved_inputs", [])
-    spec["metadata"] = metadata
-    if not metadata:
-        spec.pop("metadata")
-    images: list[ResolvedImage] = []
-    for item in resolved:
-        stored = await generator.store.get_image(item["sha"])
-        if stored is None:
-            raise UserError(
-                "An earlier image in this chain is past the retention period; "
-                "start a new chain with /imagine or /edit."
-            )
-        data, mime = stored
-        images.append(
-            ResolvedImage(
-                data=data,
-                mime_type=mime,
-                description=item["description"],
-                anchor_kind=item.get("anchor_kind"),
-            )
-        )
-    prepared = prepare(spec, None, Defaults(model=gen.model, size=gen.size, aspect=gen.aspect))
-    return compile_request(prepared, images).user_content()
+    thread_id: int | None
+    notice: str | None = None
 
 
 class Chains:
-    """Chain bookkeeping and the per-chain step pipeline."""
+    """Chain bookkeeping, thread placement and the per-chain step pipeline."""
 
     def __init__(self, bot: NanoBananaBot) -> None:
         self.bot = bot
-        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._told_no_threads: set[int] = set()
+        self._lanes = SerialLanes()
+        self._in_place: set[int] = set()  # chains that continue as replies (no retries)
+
+    # -- ordering -------------------------------------------------------------------------
+
+    def arrival(self, channel_id: int) -> Ticket:
+        """A turn in a channel: hold it while finding the chain and taking its turn, so
+        messages keep the order they arrived in."""
+        return self._lanes.take(f"channel:{channel_id}")
+
+    def turn(self, chain_id: int) -> Ticket:
+        """A turn in the chain's lane: hold it for the whole step (or Undo)."""
+        return self._lanes.take(f"chain:{chain_id}")
+
+    # -- chains ---------------------------------------------------------------------------
 
     async def chain_for(self, gen: GenerationRow) -> ChainRow:
-        """The chain a result belongs to, creating it (with the result as step 0) if needed."""
+        """The chain a result belongs to, creating it (the result is step 0) if needed."""
         store = self.bot.store
         chain = await store.chain_for_generation(gen.id)
         if chain is not None:
             return chain
-        chain_id = await store.create_chain(
-            root_generation_id=gen.id,
-            guild_id=gen.guild_id,
-            channel_id=gen.channel_id,
-            thread_id=None,
-            owner_id=gen.user_id,
-        )
-        chain = await store.get_chain(chain_id)  # the root is step 0 and the head
-        assert chain is not None
-        return chain
+        try:
+            chain_id = await store.create_chain(
+                root_generation_id=gen.id,
+                guild_id=gen.guild_id,
+                channel_id=gen.channel_id,
+                thread_id=None,
+                owner_id=gen.user_id,
+            )
+        except ValueError:  # someone else started it a moment ago
+            chain = await store.chain_for_generation(gen.id)
+            if chain is None:
+                raise
+            return chain
+        created = await store.get_chain(chain_id)
+        assert created is not None
+        return created
 
-    async def ensure_thread(self, chain: ChainRow, root: GenerationRow) -> tuple[int, bool]:
-        """The channel a chain's steps are posted in, and whether it is a thread.
+    async def place(
+        self,
+        chain: ChainRow,
+        *,
+        user_id: int,
+        result_channel_id: int | None = None,
+        result_message_id: int | None = None,
+    ) -> Placement:
+        """The chain's thread, created lazily on the refined result's message (named from
+        the request's subject). Where that is impossible (no permission, already a thread,
+        a forum...) the chain continues as replies and the notice says so, once."""
+        async with self._lanes.take(f"thread:{chain.id}"):
+            store = self.bot.store
+            fresh = await store.get_chain(chain.id)
+            assert fresh is not None
+            thread_gone = False
+            if fresh.thread_id is not None:
+                if await self._thread_alive(fresh.thread_id):
+                    return Placement(fresh.thread_id)
+                await store.set_chain_thread(fresh.id, None)
+                thread_gone = True
+            if fresh.id in self._in_place:
+                return Placement(None)
+            if not thread_gone and len(await store.chain_steps(fresh.id)) > 1:
+                # Earlier steps went in place (before a restart): stay consistent.
+                self._in_place.add(fresh.id)
+                return Placement(None)
+            prefs = await preferences_for(store, self.bot.settings, user_id, fresh.guild_id)
+            if not prefs.threads:
+                return Placement(None)  # the user's own choice: nothing to explain
+            root = await store.get_generation(fresh.root_generation_id)
+            channel_id = result_channel_id or (root.channel_id if root else fresh.channel_id)
+            message_id = result_message_id or (root.message_id if root else None)
+            name = _thread_name(root.summary if root else "", fresh.id)
+            channel = self.bot.get_channel(channel_id)
+            notice = _thread_problem(channel) if message_id is not None else NOTICE_NO_THREADS
+            if notice is None and message_id is not None:
+                assert isinstance(channel, discord.TextChannel)  # _thread_problem checked
+                thread_id, notice = await self._create_thread(fresh, channel, message_id, name)
+                if thread_id is not None:
+                    return Placement(thread_id)
+            self._in_place.add(fresh.id)
+            return Placement(None, notice)
 
-        The thread is created lazily on the result message; where that is impossible
-        (no permission, already in a thread, a forum) the chain continues as replies."""
-        if chain.thread_id is not None:
-            return chain.thread_id, True
-        prefs = await preferences_for(
-            self.bot.store, self.bot.settings, root.user_id, root.guild_id
-        )
-        channel = self.bot.get_channel(root.channel_id)
-        can_thread = (
-            prefs.threads
-            and root.message_id is not None
-            and isinstance(channel, discord.TextChannel)
-        )
-        if can_thread and isinstance(channel, discord.TextChannel) and root.message_id:
-            name = (root.summary or f"Chain {chain.id}").strip()[:THREAD_NAME_LIMIT] or "Chain"
-            try:
-                thread = await channel.get_partial_message(root.message_id).create_thread(
-                    name=name, auto_archive_duration=1440
-                )
-                await self.bot.store.set_chain_thread(chain.id, thread.id)
-                return thread.id, True
-            except discord.HTTPException as exc:
+    async def _create_thread(
+        self, chain: ChainRow, channel: discord.TextChannel, message_id: int, name: str
+    ) -> tuple[int | None, str | None]:
+        try:
+            thread = await channel.get_partial_message(message_id).create_thread(
+                name=name,
+                auto_archive_duration=1440,  # a day of quiet, then archived
+            )
+            thread_id = thread.id
+        except discord.HTTPException as exc:
+            if exc.code != 160004:  # not "a thread already exists on this message"
                 log.info("no thread for chain %s: %s", chain.id, exc)
-        return root.channel_id, False
+                return None, (
+                    NOTICE_NO_PERMISSION
+                    if isinstance(exc, discord.Forbidden)
+                    else NOTICE_NO_THREADS
+                )
+            thread_id = message_id  # a message's thread has the message's id
+            other = await self.bot.store.chain_by_thread(thread_id)
+            if other is not None and other.id != chain.id:
+                return None, NOTICE_NO_THREADS
+        await self.bot.store.set_chain_thread(chain.id, thread_id)
+        log.info("chain %s lives in thread %s", chain.id, thread_id)
+        return thread_id, None
 
-    def should_tell_no_threads(self, chain_id: int) -> bool:
-        if chain_id in self._told_no_threads:
+    async def _thread_alive(self, thread_id: int) -> bool:
+        if self.bot.get_channel(thread_id) is not None:
+            return True
+        try:
+            await self.bot.fetch_channel(thread_id)  # archived threads are not cached
+        except (discord.NotFound, discord.Forbidden):
             return False
-        self._told_no_threads.add(chain_id)
+        except discord.HTTPException:
+            return True  # a hiccup is no reason to abandon the thread
         return True
 
+    # -- steps ----------------------------------------------------------------------------
+
     async def run_step(
-        self, chain: ChainRow, request: StepRequest, target: Target, *, private: bool = False
-    ) -> int | None:
-        """Queue one step and hold the chain until it has finished (arrival order)."""
-        lock = self._locks[chain.id]
-        async with lock:
-            current = await self.bot.store.get_chain(chain.id)
-            assert current is not None
-            parent_id = request.parent_id or current.head_generation_id
-            parent = await self.bot.store.get_generation(parent_id) if parent_id else None
-            if parent is None or parent.output_image is None:
-                raise UserError("There is no finished image to refine here yet.")
-            sub = await self.step_submission(current, parent, request, private=private)
-            gen_id = await self.bot.generator.submit(sub, target)
-            await self.bot.generator.wait_for(gen_id)
-            return gen_id
+        self, chain_id: int, request: StepRequest, target: Target, *, private: bool = False
+    ) -> int:
+        """Queue one step and wait until it has finished; returns its generation id. The
+        caller holds the chain's turn."""
+        store = self.bot.store
+        await self._settle(chain_id)
+        chain = await store.get_chain(chain_id)
+        if chain is None:
+            raise UserError("This chain no longer exists.")
+        parent_id = request.parent_id or chain.head_generation_id
+        parent = await store.get_generation(parent_id)
+        if parent is None or parent.status != "done" or parent.output_image is None:
+            raise UserError("There is no finished image to refine here yet.")
+        if parent.chain_id != chain.id:
+            raise UserError("That image belongs to another chain; reply to it directly.")
+        if not await store.has_image(parent.output_image):
+            raise UserError(RETENTION_MESSAGE.format(days=self.bot.settings.image_retention_days))
+        sub = await self.step_submission(
+            chain, parent, request, channel_id=target.channel_id, private=private
+        )
+        gen_id = await self.bot.generator.submit(sub, target)
+        await self.bot.generator.wait_for(gen_id)
+        return gen_id
+
+    async def _settle(self, chain_id: int) -> None:
+        """Wait for steps of this chain still running (resumed after a restart)."""
+        generator = self.bot.generator
+        for gen in await self.bot.store.unfinished_generations():
+            if gen.chain_id == chain_id:
+                await generator.wait_for(gen.id)
 
     async def step_submission(
-        self, chain: ChainRow, parent: GenerationRow, request: StepRequest, *, private: bool
+        self,
+        chain: ChainRow,
+        parent: GenerationRow,
+        request: StepRequest,
+        *,
+        channel_id: int,
+        private: bool,
     ) -> Submission:
-        inputs = [InputRef(type="image", data="chain:latest", role="edit_target")]
+        """The edit_image spec for one step (task, chain_id, changes, inputs chain:latest
+        plus the new attachments and any anchors named), resolved, quota-checked, with its
+        history."""
+        inputs = [InputRef(type="image", data=CHAIN_REF, role="edit_target")]
         inputs += [
             InputRef(type="image", data=f"attachment:{i}", role="reference")
             for i in range(1, len(request.uploads) + 1)
         ]
-        raw = {"task": "edit_image", "chain_id": str(chain.id), "changes": request.changes}
+        # "anchor:NAME" in the text adds the caller's anchor after the other images; the
+        # name leaves the (public) text.
+        changes, anchors = anchor_mentions(request.changes, first_image=len(inputs) + 1)
+        raw = {"task": "edit_image", "chain_id": str(chain.id), "changes": changes}
         try:
             prepared = prepare(
                 raw,
-                RequestOptions(inputs=inputs),
+                RequestOptions(inputs=inputs, anchors=anchors),
                 Defaults(model=parent.model, size=parent.size, aspect=parent.aspect),
             )
         except SpecError as exc:
@@ -212,7 +465,6 @@ class Chains:
             resolved: list[InputImage] = await resolver.resolve_all(prepared.spec)
         except SpecError as exc:
             raise UserError(str(exc)) from None
-        history = await build_history(self.bot.generator, parent.id)
         await check_quota(
             self.bot.store,
             self.bot.settings,
@@ -221,10 +473,12 @@ class Chains:
             images=1,
             cost=estimate_cost(prepared.model, prepared.size),
         )
+        current = compile_request(prepared, [item.image for item in resolved]).user_content()
+        history = await build_history(self.bot.generator, parent.id, current=current)
         return Submission(
             user_id=request.user_id,
             guild_id=request.guild_id,
-            channel_id=target_channel(chain),
+            channel_id=channel_id,
             kind="refine",
             prepared=prepared,
             inputs=resolved,
@@ -234,21 +488,38 @@ class Chains:
             private=private,
         )
 
-    async def undo(self, chain: ChainRow) -> GenerationRow:
-        """Move the head back one step; returns the new head."""
+    async def undo(self, chain_id: int) -> GenerationRow:
+        """Move the head back one step; returns the new head. The caller holds the turn."""
         store = self.bot.store
-        head = (
-            await store.get_generation(chain.head_generation_id)
-            if chain.head_generation_id
-            else None
-        )
-        if head is None or head.parent_id is None:
+        chain = await store.get_chain(chain_id)
+        head = await store.get_generation(chain.head_generation_id) if chain else None
+        if chain is None or head is None or head.parent_id is None:
             raise UserError("Nothing to undo: this is the first image of the chain.")
         parent = await store.get_generation(head.parent_id)
-        assert parent is not None
+        if parent is None:
+            raise UserError("Nothing to undo: the previous step is gone.")
         await store.set_chain_head(chain.id, parent.id)
         return parent
 
 
-def target_channel(chain: ChainRow) -> int:
-    return chain.thread_id or chain.channel_id
+def _thread_name(summary: str, chain_id: int) -> str:
+    name = " ".join((summary or "").split())
+    if name.lower().startswith("edit: "):
+        name = name[6:]
+    name = name or f"Chain {chain_id}"
+    return name if len(name) <= THREAD_NAME_LIMIT else name[: THREAD_NAME_LIMIT - 1] + "…"
+
+
+def _thread_problem(channel: object) -> str | None:
+    """Why a thread cannot be made on a message in this channel (None: it can)."""
+    if isinstance(channel, discord.Thread):
+        return NOTICE_IN_THREAD
+    if not isinstance(channel, discord.TextChannel):
+        return NOTICE_NO_THREADS  # forums, voice chats, unknown channels
+    me = channel.guild.me
+    if me is None:
+        return None  # cannot tell: try, and learn from Discord's answer
+    perms = channel.permissions_for(me)
+    if not (perms.create_public_threads and perms.send_messages_in_threads):
+        return NOTICE_NO_PERMISSION
+    return None

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import uuid
 from typing import Any
 
 import discord
@@ -18,13 +17,12 @@ from discord.ext import commands
 
 from bot.chains import Chains
 from bot.config import Settings
-from bot.errors import UserError
 from bot.gemini import GeminiClient
 from bot.generator import Generator
 from bot.jobs import JobQueue
 from bot.prompts import SpecError, Template, load_templates
 from bot.store import Store
-from bot.ui import ActionButton, ActionHandler
+from bot.ui import ActionButton, ActionHandler, report_error
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +50,8 @@ class NanoTree(app_commands.CommandTree["NanoBananaBot"]):
     async def on_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        original = getattr(error, "original", error)
-        if isinstance(original, UserError | SpecError):
-            text = str(original)
-        elif isinstance(error, app_commands.CheckFailure):
-            text = str(error) or "You can't use this command here."
-        elif isinstance(error, app_commands.TransformerError):
-            text = f"'{error.value}' is not valid for this option."
-        else:
-            ref = uuid.uuid4().hex[:8]
-            log.error(
-                "unexpected error in %s (user %s, guild %s, ref %s)",
-                interaction.command.qualified_name if interaction.command else "?",
-                interaction.user.id,
-                interaction.guild_id,
-                ref,
-                exc_info=original,
-            )
-            text = f"Something went wrong on our side (reference `{ref}`). Please try again."
-        await send_private(interaction, text)
-
-
-async def send_private(interaction: discord.Interaction, text: str) -> None:
-    """Reply privately whatever state the interaction is in."""
-    text = text if len(text) <= 1900 else text[:1899] + "…"
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not send an error message: %s", exc)
+        where = interaction.command.qualified_name if interaction.command else "a command"
+        await report_error(interaction, error, where=f"/{where}")
 
 
 class NanoBananaBot(commands.Bot):
@@ -109,6 +78,7 @@ class NanoBananaBot(commands.Bot):
         self.builtin_templates: dict[str, Template] = {}
         self._maintenance: asyncio.Task[None] | None = None
         self._recovered = False
+        self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         s = self.settings
@@ -163,6 +133,13 @@ class NanoBananaBot(commands.Bot):
             await asyncio.sleep(6 * 3600)
 
     async def close(self) -> None:
+        """Stop cleanly, once, however many times it is called (SIGTERM, then __aexit__):
+        running jobs stay open in the store and resume on the next start."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.create_task(self._close_everything())
+        await asyncio.shield(self._shutdown)
+
+    async def _close_everything(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
         if hasattr(self, "queue"):
@@ -173,6 +150,8 @@ class NanoBananaBot(commands.Bot):
                 log.info(
                     "%d jobs interrupted by shutdown; they resume on next start", len(interrupted)
                 )
+            if hasattr(self, "generator"):
+                await self.generator.settle()
         await super().close()
         if hasattr(self, "gemini"):
             await self.gemini.aclose()
@@ -194,6 +173,9 @@ async def _run(settings: Settings) -> None:
         except discord.LoginFailure:
             log.error("Discord refused the token: check DISCORD_TOKEN in .env")
             raise SystemExit(2) from None
+        finally:
+            await bot.close()  # waits for the whole shutdown, whoever started it
+    log.info("stopped")
 
 
 def run_bot(settings: Settings) -> None:

@@ -6,14 +6,15 @@ attachments) happens after the interaction is acknowledged, well inside Discord'
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot.config import estimate_cost
+from bot import imaging
+from bot.config import Settings, estimate_cost
 from bot.errors import UserError
 from bot.generator import InputImage, Submission
 from bot.preferences import Preferences, preferences_for
@@ -21,6 +22,7 @@ from bot.prompts import PreparedSpec, RequestOptions, SpecError, Template, parse
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver, Upload, download_attachment
 from bot.targets import InteractionTarget
+from bot.ui import send_private
 
 if TYPE_CHECKING:
     from bot.client import NanoBananaBot
@@ -39,13 +41,18 @@ async def acknowledge(interaction: discord.Interaction, *, private: bool) -> Non
 
 async def fail_privately(interaction: discord.Interaction, text: str) -> None:
     """Replace a deferred (possibly public) response with a private error message."""
-    text = text if len(text) <= 1900 else text[:1899] + "…"
-    if not interaction.response.is_done():
-        await interaction.response.send_message(text, ephemeral=True)
-        return
-    with contextlib.suppress(discord.HTTPException):
-        await interaction.delete_original_response()
-    await interaction.followup.send(text, ephemeral=True)
+    await send_private(interaction, text)
+
+
+def precheck_attachments(attachments: Sequence[discord.Attachment], settings: Settings) -> None:
+    """What can be refused from the declared sizes alone, before acknowledging."""
+    for attachment in attachments:
+        try:
+            imaging.check_declared_size(
+                attachment.size, max_bytes=settings.max_attachment_bytes, filename=attachment.filename
+            )
+        except imaging.ImageError as exc:
+            raise UserError(str(exc)) from None
 
 
 async def find_template(bot: NanoBananaBot, guild_id: int | None, name: str) -> Template:
@@ -103,12 +110,18 @@ async def run_request(
     is_private = prefs.private if private is None else private
     try:
         prepared = prepare(raw, options, prefs.defaults)
+        precheck_attachments(attachments, bot.settings)
     except SpecError as exc:
         await fail_privately(interaction, f"Your prompt has a problem:\n{exc}")
         return None
+    except UserError as exc:
+        await fail_privately(interaction, str(exc))
+        return None
     await acknowledge(interaction, private=is_private)
     try:
-        uploads = [await download_attachment(a, bot.settings) for a in attachments]
+        uploads = list(
+            await asyncio.gather(*(download_attachment(a, bot.settings) for a in attachments))
+        )
         return await queue_prepared(
             interaction,
             kind=kind,

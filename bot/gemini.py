@@ -23,11 +23,12 @@ import asyncio
 import logging
 import random
 import re
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from aiolimiter import AsyncLimiter
@@ -440,6 +441,49 @@ def interpret(
 # The client
 # ---------------------------------------------------------------------------------------------
 
+_T = TypeVar("_T")
+
+
+class _SdkLoop:
+    """A private event loop in a daemon thread where the SDK does its HTTP and JSON work.
+
+    A 4K answer is ~19 MB of JSON; the SDK decodes and validates it (~0.1-0.2 s of CPU) in
+    whatever loop awaits the call. Kept off the bot's loop, several answers arriving at once
+    no longer freeze the bot: the GIL changes hands between the SDK's C calls. Cancelling the
+    awaiting task cancels the call in this loop (run_coroutine_threadsafe propagates it)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="gemini-sdk", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    async def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure()))
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        if not thread.is_alive():
+            loop.close()
+
+
 
 class GeminiClient:
     """One async google-genai client with retries, a concurrency cap and per-model rate limits."""
@@ -464,11 +508,18 @@ class GeminiClient:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = genai.Client(api_key=key, http_options=http_options)
+        self._sdk_loop = _SdkLoop()
         self._in_flight = asyncio.Semaphore(settings.gemini_max_in_flight)
         self._limiters: dict[str, AsyncLimiter] = {}
 
     async def aclose(self) -> None:
-        await self._client.aio.aclose()
+        if not self._sdk_loop.started:
+            await self._client.aio.aclose()  # nothing was opened in another loop
+            return
+        try:
+            await self._sdk_loop.run(self._client.aio.aclose())
+        finally:
+            self._sdk_loop.stop()
 
     async def __aenter__(self) -> GeminiClient:
         return self
@@ -573,10 +624,10 @@ class GeminiClient:
         async with self._in_flight:
             # The SDK enforces `timeout` itself; this backstop catches anything it misses.
             async with asyncio.timeout(seconds + _BACKSTOP_GRACE):
-                return await self._client.aio.models.generate_content(
-                    model=model,
-                    contents=contents,
-                    config=config,
+                return await self._sdk_loop.run(
+                    self._client.aio.models.generate_content(
+                        model=model, contents=contents, config=config
+                    )
                 )
 
     def _wait(self, state: RetryCallState) -> float:

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,9 @@ class Generator:
         # Set on shutdown: interrupted jobs stay open in the store and resume on next start.
         self.shutting_down = False
         self._watchers: set[asyncio.Task[None]] = set()
+        # Job rows from this id on were created by this process: recover() (run at on_ready,
+        # which can come after the first interactions) must not take them for leftovers.
+        self._first_own_job_row: int | None = None
 
     # ------------------------------------------------------------------ submission
 
@@ -170,18 +174,76 @@ class Generator:
             # let _watch record the outcome first
             await asyncio.sleep(0)
 
+    async def submit_many(self, items: Sequence[tuple[Submission, Target]]) -> list[int]:
+        """Record and queue one user's group (a batch) atomically: all of it is queued, or
+        UserError and none is. Queue room and quota are checked for the whole group at once."""
+        if not items:
+            return []
+        first = items[0][0]
+        _running, queued = self.queue.user_load(first.user_id)
+        limit = self.settings.max_queued_per_user
+        if queued + len(items) > limit:
+            raise UserError(
+                f"That is {len(items)} images and you have {max(0, limit - queued)} of your "
+                f"{limit} queue places free; wait for some to finish or use fewer values."
+            )
+        async with reserve(
+            self.store,
+            self.settings,
+            user_id=first.user_id,
+            guild_id=first.guild_id,
+            images=len(items),
+            cost=sum(estimate_cost(s.prepared.model, s.prepared.size) for s, _ in items),
+        ):
+            gen_ids = [await self._record(sub) for sub, _ in items]
+        built = [
+            await self._build_job(gen_id, sub, target)
+            for gen_id, (sub, target) in zip(gen_ids, items, strict=True)
+        ]
+        try:
+            self.queue.submit_many([job for job, _ in built])
+        except QueueFull as exc:
+            for gen_id, (job, _) in zip(gen_ids, built, strict=True):
+                await self.store.fail_generation(
+                    gen_id, status="cancelled", error_kind="queue_full", error=str(exc)
+                )
+                await self.store.update_job(job.data["job_row"], status="cancelled")
+            raise UserError(str(exc)) from None
+        for gen_id, (job, updater), (_, target) in zip(gen_ids, built, items, strict=True):
+            self._activate(gen_id, job, target, updater)
+        return gen_ids
+
     async def _enqueue(self, gen_id: int, sub: Submission, target: Target) -> Job:
+        job, updater = await self._build_job(gen_id, sub, target)
+        try:
+            self.queue.submit(job)
+        except QueueFull as exc:
+            await self.store.fail_generation(
+                gen_id, status="cancelled", error_kind="queue_full", error=str(exc)
+            )
+            await self.store.update_job(job.data["job_row"], status="cancelled")
+            raise UserError(str(exc)) from None
+        self._activate(gen_id, job, target, updater)
+        return job
+
+    async def _build_job(
+        self, gen_id: int, sub: Submission, target: Target
+    ) -> tuple[Job, ProgressUpdater]:
+        """The job for a recorded generation, with its row in the store; not queued yet."""
         model = sub.prepared.model
+        created = time.time()
         job_row = await self.store.create_job(
             generation_id=gen_id,
             user_id=sub.user_id,
-            payload={**target.resume_info(), "created_at": time.time()},
+            payload={**target.resume_info(), "created_at": created},
         )
+        if self._first_own_job_row is None:
+            self._first_own_job_row = job_row
 
         async def remember_message() -> None:
             # Once the progress message exists, a restart can carry on in it.
             await self.store.update_job(
-                job_row, payload={**target.resume_info(), "created_at": time.time()}
+                job_row, payload={**target.resume_info(), "created_at": created}
             )
 
         updater = ProgressUpdater(
@@ -208,20 +270,16 @@ class Generator:
             data={"generation_id": gen_id},
         )
         job.data["job_row"] = job_row
-        try:
-            self.queue.submit(job)
-        except QueueFull as exc:
-            await self.store.fail_generation(
-                gen_id, status="cancelled", error_kind="queue_full", error=str(exc)
-            )
-            await self.store.update_job(job_row, status="cancelled")
-            raise UserError(str(exc)) from None
+        return job, updater
+
+    def _activate(self, gen_id: int, job: Job, target: Target, updater: ProgressUpdater) -> None:
+        """A queued job: track it, watch for its end, show its place in line."""
         self.jobs_by_generation[gen_id] = job
         watcher = asyncio.create_task(self._watch(job, gen_id, target, updater))
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
-        on_update(job)
-        return job
+        if job.on_update is not None:
+            job.on_update(job)
 
     async def _watch(self, job: Job, gen_id: int, target: Target, updater: ProgressUpdater) -> None:
         """Ends every job with a message: cancelled, timed out or crashed ones included."""
@@ -260,6 +318,11 @@ class Generator:
             )
         except discord.HTTPException:
             log.warning("could not report the end of generation %s", gen_id)
+
+    async def settle(self, grace: float = 2.0) -> None:
+        """At shutdown, after the queue stopped: let watchers finish their last edits."""
+        if self._watchers:
+            await asyncio.wait(set(self._watchers), timeout=grace)
 
     def cancel(self, gen_id: int) -> bool:
         job = self.jobs_by_generation.get(gen_id)
@@ -385,7 +448,9 @@ class Generator:
                     )
                     continue
                 raise
-            if message is not None:
+            # A private copy of a public result (a /history re-post) must not replace the
+            # public message that links and replies point at.
+            if message is not None and (gen.private or not target.private):
                 await self.store.set_generation_message(
                     gen.id,
                     message_id=message.id,
@@ -463,6 +528,8 @@ class Generator:
         """After a restart: every job the last process left open is resumed in the message
         that showed it, or its result or failure is delivered; never silently dropped."""
         for row in await self.store.open_jobs():
+            if self._first_own_job_row is not None and row.id >= self._first_own_job_row:
+                continue  # queued by this process before on_ready: not a leftover
             await self.store.update_job(row.id, status="interrupted")
             gen = await self.store.get_generation(row.generation_id)
             if gen is None:
@@ -524,14 +591,26 @@ def history_content(data: dict[str, Any]) -> types.Content:
 
 
 class ProgressUpdater:
-    """Coalesces progress edits: at most one edit per interval, the latest text wins."""
+    """Coalesces progress edits: at most one edit per interval, the latest text wins.
 
-    def __init__(self, target: Target, interval: float) -> None:
+    An edit already on its way is allowed to land before close() returns, so a late progress
+    edit can never overwrite the result that follows it."""
+
+    def __init__(
+        self,
+        target: Target,
+        interval: float,
+        *,
+        on_message: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.target = target
         self.interval = interval
+        self.on_message = on_message  # called when the target's message id becomes known
         self._pending: tuple[str, discord.ui.View | None] | None = None
+        self._shown: tuple[str, bool] | None = None
         self._last = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._sending = False
         self._closed = False
 
     def set(self, content: str, view: discord.ui.View | None) -> None:
@@ -550,13 +629,30 @@ class ProgressUpdater:
                 return
             content, view = self._pending
             self._pending = None
+            if self._shown == (content, view is not None):
+                continue  # same text and buttons: an edit would change nothing
             self._last = time.monotonic()
-            await self.target.show(content, view=view)
+            known = self.target.message_id
+            self._sending = True
+            try:
+                await self.target.show(content, view=view)
+                self._shown = (content, view is not None)
+                if self.on_message is not None and self.target.message_id != known:
+                    await self.on_message()
+            except Exception:
+                log.exception("progress update failed")
+            finally:
+                self._sending = False
 
     async def close(self) -> None:
         self._closed = True
         self._pending = None
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        task = self._task
+        if task is None or task.done():
+            return
+        if self._sending:
+            await asyncio.wait({task})
+        else:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task

@@ -12,6 +12,7 @@ import datetime as dt
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -128,6 +129,13 @@ async def check_quota(
 _gates: weakref.WeakKeyDictionary[Store, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
 
 
+# (store, guild, task) of the reserve() the current task is inside, if any. Tasks started
+# inside inherit the value but are other tasks, so they never skip the check.
+_holder: ContextVar[tuple[Store, int, asyncio.Task[object] | None] | None] = ContextVar(
+    "quota_gate_holder", default=None
+)
+
+
 def _gate(store: Store, guild_id: int | None) -> asyncio.Lock:
     locks = _gates.setdefault(store, {})
     return locks.setdefault(guild_id or 0, asyncio.Lock())
@@ -147,10 +155,22 @@ async def reserve(
     queued generation (which reserved_today counts from then on). Without the gate, two
     requests arriving together would both see the last image of a quota as free.
 
-    One process only: several workers sharing a database would need the check and the insert
-    in one database transaction instead."""
+    Nested calls in the same task pass straight through, so a caller can reserve several
+    images at once around several Generator.submit calls. One process only: several workers
+    sharing a database would need the check and the insert in one database transaction."""
+    key = (store, guild_id or 0, asyncio.current_task())
+    held = _holder.get()
+    if held is not None and all(a is b for a, b in zip(held, key, strict=True)):
+        # Nested in this task's own reserve() (a batch recording its images one by one):
+        # the outer call checked them all and holds the gate.
+        yield
+        return
     async with _gate(store, guild_id):
         await check_quota(
             store, settings, user_id=user_id, guild_id=guild_id, images=images, cost=cost
         )
-        yield
+        token = _holder.set(key)
+        try:
+            yield
+        finally:
+            _holder.reset(token)

@@ -7,14 +7,19 @@ The cogs register what each action does in `bot.actions` (bot/ never imports cog
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
+from discord import app_commands
 
 from bot.config import model_display_name
+from bot.errors import UserError
+from bot.prompts import SpecError
 
 if TYPE_CHECKING:
     from bot.store import GenerationRow
@@ -89,7 +94,10 @@ class ActionButton(
                 "That button no longer does anything.", ephemeral=True
             )
             return
-        await handler(interaction, self.generation_id)
+        try:
+            await handler(interaction, self.generation_id)
+        except Exception as exc:  # a button must always answer, never "interaction failed"
+            await report_error(interaction, exc, where=f"button {self.action} #{self.generation_id}")
 
 
 def action_view(generation_id: int, actions: list[str]) -> discord.ui.View:
@@ -153,3 +161,56 @@ def progress_text(*, position: int | None, model: str, elapsed: float | None) ->
     if position is None or position <= 1:
         return "⏳ Queued — next in line"
     return f"⏳ Queued — {ordinal(position)} in line"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def send_private(interaction: discord.Interaction, text: str) -> None:
+    """Reply privately whatever state the interaction is in. A public "thinking…"
+    placeholder is removed first, so an error never shows up in the channel."""
+    text = truncate(text, 1900)
+    try:
+        if not interaction.response.is_done():
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            with contextlib.suppress(discord.HTTPException):
+                await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send a private message: %s", exc)
+
+
+def describe_error(interaction: discord.Interaction, error: BaseException, *, where: str) -> str:
+    """The one short line a user sees for an error; unexpected ones are logged with a
+    reference id the user can quote."""
+    original = getattr(error, "original", error)
+    if isinstance(original, UserError | SpecError):
+        return str(original)
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.MissingPermissions):
+        return "You need these permissions: " + ", ".join(error.missing_permissions) + "."
+    if isinstance(error, app_commands.BotMissingPermissions):
+        return "I need these permissions here: " + ", ".join(error.missing_permissions) + "."
+    if isinstance(error, app_commands.CheckFailure):
+        return str(error) or "You can't use this command here."
+    if isinstance(error, app_commands.TransformerError):
+        return f"'{error.value}' is not valid for this option."
+    ref = uuid.uuid4().hex[:8]
+    log.error(
+        "unexpected error in %s (user %s, guild %s, ref %s)",
+        where,
+        interaction.user.id,
+        interaction.guild_id,
+        ref,
+        exc_info=original,
+    )
+    return f"Something went wrong on our side (reference `{ref}`). Please try again."
+
+
+async def report_error(
+    interaction: discord.Interaction, error: BaseException, *, where: str
+) -> None:
+    await send_private(interaction, describe_error(interaction, error, where=where))

@@ -6,12 +6,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.config import capability, model_display_name, resolve_model
+from bot.config import MODEL_ALIASES, model_display_name
 from bot.errors import UserError
 from bot.flows import acknowledge
-from bot.preferences import preferences_for
-from bot.quotas import limits_for, today
-from bot.store import UsageRow
+from bot.preferences import (
+    Preferences,
+    combination_problems,
+    fallback_for,
+    preferences_for,
+    update_preferences,
+)
+from bot.quotas import Limits, limits_for, month_start, resets_text, today
+from bot.store import GenerationRow, UsageRow
 from bot.targets import InteractionTarget
 from bot.ui import format_cost, truncate
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of
@@ -24,23 +30,105 @@ STATUS_ICONS = {
     "queued": "⏳",
     "running": "⏳",
 }
+HISTORY_LENGTH = 10
 
 
 def _is_admin(interaction: discord.Interaction) -> bool:
-    perms = getattr(interaction.user, "guild_permissions", None)
-    return bool(perms and perms.manage_guild)
+    """Manage Server in this server (checked by the bot too: admins can open a command's
+    permissions to everyone in the server's integration settings)."""
+    if interaction.guild_id is None:
+        return False
+    return bool(interaction.permissions.manage_guild)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _alias(model: str) -> str:
+    return next((a for a, m in MODEL_ALIASES.items() if m == model), model)
+
+
+def _settings_text(prefs: Preferences, head: str, notes: list[str]) -> str:
+    rows = [
+        ("Model", f"{model_display_name(prefs.model)} (`{_alias(prefs.model)}`)", "model"),
+        ("Size", prefs.size, "size"),
+        ("Aspect", prefs.aspect, "aspect"),
+        ("Private", "on" if prefs.private else "off", "private"),
+        ("Threads", "on" if prefs.threads else "off", "threads"),
+    ]
+    lines = [head]
+    lines += [f"**{name}**: {value} _({prefs.sources[key]})_" for name, value, key in rows]
+    lines += [f"⚠️ {note}" for note in notes]
+    lines.append("-# Every command uses these unless you give the option; change with /settings.")
+    return "\n".join(lines)
+
+
+def _usage_block(title: str, rows: list[UsageRow]) -> list[str]:
+    if not rows:
+        return [f"__{title}__: nothing"]
+    images = sum(r.images for r in rows)
+    cost = sum(r.cost for r in rows)
+    lines = [f"__{title}__: {_plural(images, 'image')}, {format_cost(cost)}"]
+    lines += [
+        f"• {model_display_name(r.model)}: {_plural(r.images, 'image')}, {format_cost(r.cost)}"
+        for r in rows
+    ]
+    return lines
+
+
+def _limits_text(limits: Limits) -> str:
+    images = (
+        f"{limits.images_per_user} images"
+        if limits.images_per_user is not None
+        else "no image limit"
+    )
+    dollars = (
+        f"${limits.dollars_per_user:.2f}"
+        if limits.dollars_per_user is not None
+        else "no dollar limit"
+    )
+    server = (
+        f"${limits.dollars_guild:.2f} a day"
+        if limits.dollars_guild is not None
+        else "no daily budget"
+    )
+    return (
+        f"• each user: {images}, {dollars} a day\n"
+        f"• the whole server: {server}\n"
+        "Failed and blocked requests never count. Limits reset at 00:00 UTC."
+    )
+
+
+def _history_line(row: GenerationRow) -> str:
+    icon = STATUS_ICONS.get(row.status, "•")
+    when = f"<t:{int(row.created_at)}:R>"
+    summary = truncate(row.summary or row.kind, 70).replace("`", "'")
+    if row.private:
+        where = " (private)"
+    elif row.message_id:
+        where = (
+            f" [link](https://discord.com/channels/{row.guild_id or '@me'}/"
+            f"{row.channel_id}/{row.message_id})"
+        )
+    else:
+        where = ""
+    status = "" if row.status == "done" else f" _{row.status}_"
+    return f"{icon} `#{row.id}` {when} {summary}{status}{where}"
 
 
 class Account(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
 
+    # ------------------------------------------------------------------ /settings
+
     @app_commands.command(name="settings", description="Your defaults; no options shows them")
     @app_commands.describe(
         model="Default model",
         size="Default resolution",
         aspect="Default aspect ratio",
-        private="Results only you can see",
+        private="Results only you can see, never posted in the channel",
         threads="Refine results in threads",
     )
     @app_commands.choices(model=MODEL_CHOICES, size=SIZE_CHOICES, aspect=ASPECT_CHOICES)
@@ -54,43 +142,32 @@ class Account(commands.Cog):
         threads: bool | None = None,
     ) -> None:
         bot = bot_of(interaction)
-        changes = {
-            k: v
-            for k, v in {
-                "model": model,
-                "size": size,
-                "aspect": aspect,
-                "private": private,
-                "threads": threads,
-            }.items()
-            if v is not None
+        given = {
+            "model": model,
+            "size": size,
+            "aspect": aspect,
+            "private": private,
+            "threads": threads,
         }
+        changes = {k: v for k, v in given.items() if v is not None}
+        user_id, guild_id = interaction.user.id, interaction.guild_id
         if changes:
-            current = await preferences_for(
-                bot.store, bot.settings, interaction.user.id, interaction.guild_id
+            prefs, notes = await update_preferences(
+                bot.store, bot.settings, user_id, guild_id, changes
             )
-            chosen = resolve_model(str(changes.get("model", current.model)))
-            cap = capability(chosen)
-            if "size" in changes and changes["size"] not in cap.sizes:
-                raise UserError(
-                    f"{cap.name} has no size {changes['size']}; it offers {', '.join(cap.sizes)}."
-                )
-            if "aspect" in changes and changes["aspect"] not in cap.aspect_ratios:
-                raise UserError(f"{cap.name} has no aspect ratio {changes['aspect']}.")
-            await bot.store.update_user_settings(interaction.user.id, **changes)
-        prefs = await preferences_for(
-            bot.store, bot.settings, interaction.user.id, interaction.guild_id
+            head = "Saved. Your defaults now:"
+        else:
+            prefs = await preferences_for(bot.store, bot.settings, user_id, guild_id)
+            notes = [
+                f"{problem}; your requests on it use {fallback_for(prefs, key)}."
+                for key, problem in combination_problems(prefs).items()
+            ]
+            head = "Your defaults (and where each comes from):"
+        await interaction.response.send_message(
+            _settings_text(prefs, head, notes), ephemeral=True
         )
-        rows = [
-            ("Model", model_display_name(prefs.model), prefs.sources["model"]),
-            ("Size", prefs.size, prefs.sources["size"]),
-            ("Aspect", prefs.aspect, prefs.sources["aspect"]),
-            ("Private", "on" if prefs.private else "off", prefs.sources["private"]),
-            ("Threads", "on" if prefs.threads else "off", prefs.sources["threads"]),
-        ]
-        head = "Saved. Your defaults now:" if changes else "Your defaults:"
-        body = "\n".join(f"**{name}**: {value} _({source})_" for name, value, source in rows)
-        await interaction.response.send_message(f"{head}\n{body}", ephemeral=True)
+
+    # ------------------------------------------------------------------ /usage
 
     @app_commands.command(
         name="usage", description="Images and estimated cost today and this month"
@@ -100,76 +177,101 @@ class Account(commands.Cog):
         self, interaction: discord.Interaction, user: discord.User | None = None
     ) -> None:
         bot = bot_of(interaction)
-        if user is not None and user.id != interaction.user.id and not _is_admin(interaction):
+        admin = _is_admin(interaction)
+        if user is not None and user.id != interaction.user.id and not admin:
             raise UserError("Only admins (Manage Server) can see someone else's usage.")
         who = user or interaction.user
+        guild_id = interaction.guild_id
         day = today()
-        month_start = day[:8] + "01"
-        lines = [f"**Usage of {who.display_name}**"]
-        for title, first in (("Today", day), ("This month", month_start)):
+        lines = [f"**Usage of {who.display_name}** (estimated cost)"]
+        for title, first in (("Today", day), ("This month", month_start(day))):
             rows = await bot.store.usage_between(
-                user_id=who.id, guild_id=interaction.guild_id, first_day=first, last_day=day
+                user_id=who.id, guild_id=guild_id, first_day=first, last_day=day
             )
-            lines.append(_usage_block(title, rows))
-        if _is_admin(interaction) and interaction.guild_id is not None:
-            for title, first in (("Server today", day), ("Server this month", month_start)):
+            lines += _usage_block(title, rows)
+        limits = await limits_for(bot.store, bot.settings, guild_id)
+        if limits.images_per_user is not None or limits.dollars_per_user is not None:
+            use = await bot.store.reserved_today(user_id=who.id, guild_id=guild_id)
+            parts = []
+            if limits.images_per_user is not None:
+                parts.append(f"{use.total_images} of {limits.images_per_user} images")
+            if limits.dollars_per_user is not None:
+                parts.append(f"${use.total_cost:.2f} of ${limits.dollars_per_user:.2f}")
+            running = f" ({use.pending_images} in progress)" if use.pending_images else ""
+            lines.append(f"Daily limit: {', '.join(parts)} used{running}; it {resets_text()}.")
+        if admin and guild_id is not None:
+            for title, first in (("Server today", day), ("Server this month", month_start(day))):
                 rows = await bot.store.usage_between(
-                    user_id=None, guild_id=interaction.guild_id, first_day=first, last_day=day
+                    user_id=None, guild_id=guild_id, first_day=first, last_day=day
                 )
-                lines.append(_usage_block(title, rows))
-        limits = await limits_for(bot.store, bot.settings, interaction.guild_id)
-        quota = []
-        if limits.images_per_user is not None:
-            quota.append(f"{limits.images_per_user} images a day")
-        if limits.dollars_per_user is not None:
-            quota.append(f"${limits.dollars_per_user:.2f} a day")
-        if quota:
-            lines.append("Your limit: " + ", ".join(quota))
-        await interaction.response.send_message("\n".join(lines)[:2000], ephemeral=True)
+                lines += _usage_block(title, rows)
+            if limits.dollars_guild is not None:
+                everyone = await bot.store.reserved_today(user_id=None, guild_id=guild_id)
+                lines.append(
+                    f"Server budget: ${everyone.total_cost:.2f} of "
+                    f"${limits.dollars_guild:.2f} used today."
+                )
+        await interaction.response.send_message(truncate("\n".join(lines), 2000), ephemeral=True)
+
+    # ------------------------------------------------------------------ /history
 
     @app_commands.command(
         name="history", description="Your last generations; with id, post one again"
     )
-    @app_commands.describe(id="A generation number to post again with live buttons")
-    async def history(self, interaction: discord.Interaction, id: int | None = None) -> None:
-        bot = bot_of(interaction)
+    @app_commands.describe(id="A generation number (from the list) to post again with buttons")
+    async def history(
+        self,
+        interaction: discord.Interaction,
+        id: app_commands.Range[int, 1, 2**53 - 1] | None = None,
+    ) -> None:
         if id is None:
-            rows = await bot.store.recent_generations(interaction.user.id, limit=10)
-            if not rows:
-                raise UserError("You have no generations yet. Try /imagine.")
-            lines = []
-            for row in rows:
-                when = f"<t:{int(row.created_at)}:R>"
-                link = (
-                    f" [link](https://discord.com/channels/{row.guild_id or '@me'}/{row.channel_id}/{row.message_id})"
-                    if row.message_id and not row.private
-                    else ""
-                )
-                icon = STATUS_ICONS.get(row.status, "•")
-                lines.append(f"{icon} `#{row.id}` {when} {truncate(row.summary, 80)}{link}")
-            await interaction.response.send_message(
-                "**Your last generations** (post one again with /history id:N)\n"
-                + "\n".join(lines),
-                ephemeral=True,
-            )
-            return
-        gen = await bot.store.get_generation(id)
-        if gen is None or (gen.user_id != interaction.user.id and not gen.public):
-            raise UserError(f"There is no generation #{id} you can see.")
+            await self._list_history(interaction)
+        else:
+            await self._repost(interaction, id)
+
+    async def _list_history(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        rows = await bot.store.recent_generations(interaction.user.id, limit=HISTORY_LENGTH)
+        if not rows:
+            raise UserError("You have no generations yet. Try /imagine.")
+        head = "**Your last generations** (post one again with `/history id:N`)"
+        lines = [head]
+        for row in rows:
+            line = _history_line(row)
+            if sum(len(x) + 1 for x in lines) + len(line) > 1990:
+                break
+            lines.append(line)
+        await interaction.response.send_message(
+            "\n".join(lines), ephemeral=True, suppress_embeds=True
+        )
+
+    async def _repost(self, interaction: discord.Interaction, gid: int) -> None:
+        bot = bot_of(interaction)
+        gen = await bot.store.get_generation(gid)
+        mine = gen is not None and gen.user_id == interaction.user.id
+        # Someone else's result only if it was ever posted publicly; never say more.
+        if gen is None or not (mine or gen.public):
+            raise UserError(f"There is no generation #{gid} you can see.")
+        if gen.is_open:
+            raise UserError(f"#{gid} is still being made; it will be posted when it is ready.")
         if gen.status != "done" or gen.output_image is None:
             raise UserError(
-                f"#{id} has no image ({gen.status}); use its Retry button or run it again."
+                f"#{gid} has no image ({gen.status}). Use the Retry button under it, "
+                "or run it again."
             )
         stored = await bot.store.get_image(gen.output_image)
         if stored is None:
-            raise UserError(
-                f"The image of #{id} is past the retention period and no longer stored."
-            )
-        private = gen.private
+            raise UserError(f"The image of #{gid} is past the retention period and gone.")
+        prefs = await preferences_for(
+            bot.store, bot.settings, interaction.user.id, interaction.guild_id
+        )
+        private = gen.private or prefs.private
         await acknowledge(interaction, private=private)
         await bot.generator.post_result(
             gen, stored[0], stored[1], InteractionTarget(interaction, private=private)
         )
+
+    # ------------------------------------------------------------------ /quota
 
     quota = app_commands.Group(
         name="quota",
@@ -180,9 +282,9 @@ class Account(commands.Cog):
 
     @quota.command(name="set", description="Set daily limits; 0 removes a limit")
     @app_commands.describe(
-        user_images="Images per user per day",
-        user_dollars="Dollars per user per day",
-        server_dollars="Dollars per day for the whole server",
+        user_images="Images per user per day (0: no limit)",
+        user_dollars="Estimated dollars per user per day (0: no limit)",
+        server_dollars="Estimated dollars per day for the whole server (0: no budget)",
     )
     async def quota_set(
         self,
@@ -194,43 +296,32 @@ class Account(commands.Cog):
         if not _is_admin(interaction):
             raise UserError("Only admins (Manage Server) can set quotas.")
         bot = bot_of(interaction)
-        assert interaction.guild_id is not None
-        values: dict[str, float | int | None] = {}
+        assert interaction.guild_id is not None  # guild_only
+        # 0 is stored (not deleted): it also overrides a default limit from the config.
+        values: dict[str, float | int] = {}
         if user_images is not None:
-            values["daily_images_per_user"] = user_images or None
+            values["daily_images_per_user"] = user_images
         if user_dollars is not None:
-            values["daily_dollars_per_user"] = user_dollars or None
+            values["daily_dollars_per_user"] = user_dollars
         if server_dollars is not None:
-            values["daily_dollars_guild"] = server_dollars or None
-        if values:
-            await bot.store.update_guild_settings(interaction.guild_id, **values)
-        await self._send_limits(interaction, "Saved. " if values else "")
+            values["daily_dollars_guild"] = server_dollars
+        if not values:
+            raise UserError("Give at least one of user_images, user_dollars, server_dollars.")
+        await bot.store.update_guild_settings(interaction.guild_id, **values)
+        await self._send_limits(interaction, "Saved. Daily limits now:")
 
     @quota.command(name="show", description="Show this server's daily limits")
     async def quota_show(self, interaction: discord.Interaction) -> None:
-        await self._send_limits(interaction, "")
+        if not _is_admin(interaction):
+            raise UserError("Only admins (Manage Server) can see the quotas; /usage shows yours.")
+        await self._send_limits(interaction, "Daily limits:")
 
-    async def _send_limits(self, interaction: discord.Interaction, prefix: str) -> None:
+    async def _send_limits(self, interaction: discord.Interaction, head: str) -> None:
         bot = bot_of(interaction)
         limits = await limits_for(bot.store, bot.settings, interaction.guild_id)
-        text = (
-            f"{prefix}Daily limits (reset at 00:00 UTC):\n"
-            f"• per user: {limits.images_per_user if limits.images_per_user is not None else 'no'} image limit, "
-            f"{f'${limits.dollars_per_user:.2f}' if limits.dollars_per_user is not None else 'no'} dollar limit\n"
-            f"• server: {f'${limits.dollars_guild:.2f}' if limits.dollars_guild is not None else 'no'} dollar budget"
+        await interaction.response.send_message(
+            f"{head}\n{_limits_text(limits)}", ephemeral=True
         )
-        await interaction.response.send_message(text, ephemeral=True)
-
-
-def _usage_block(title: str, rows: list[UsageRow]) -> str:
-    if not rows:
-        return f"__{title}__: nothing"
-    images = sum(r.images for r in rows)
-    cost = sum(r.cost for r in rows)
-    per_model = ", ".join(
-        f"{model_display_name(r.model)} {r.images} ({format_cost(r.cost)})" for r in rows
-    )
-    return f"__{title}__: {images} images, {format_cost(cost)} — {per_model}"
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -1,8 +1,9 @@
 """Refining results: replies, chain threads, the Refine and Undo buttons, and the
-Edit image context menu."""
+Edit image context menu. Thin: the chain logic is bot.chains."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -11,23 +12,27 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.chains import Chains, StepRequest
+from bot.chains import Chains, StepRequest, Ticket
 from bot.errors import UserError
 from bot.flows import fail_privately, run_request
 from bot.prompts import InputRef, RequestOptions
-from bot.resolver import Upload, download_attachment
-from bot.targets import ChannelTarget, InteractionTarget
+from bot.resolver import download_attachment
+from bot.targets import ChannelTarget, InteractionTarget, Target
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
     from bot.client import NanoBananaBot
-    from bot.store import ChainRow, GenerationRow
+    from bot.store import GenerationRow
 
 log = logging.getLogger(__name__)
 
 ChangesCallback = Callable[[discord.Interaction, str], Awaitable[None]]
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif")
+ATTACHMENTS_ONLY = "Use the attached image(s) as described."
+MODAL_TIMEOUT = 15 * 60  # a modal nobody submits is forgotten with its interaction token
+REPLY_LIMIT = 1900
 
 
 def image_attachments(message: discord.Message) -> list[discord.Attachment]:
@@ -35,8 +40,17 @@ def image_attachments(message: discord.Message) -> list[discord.Attachment]:
         a
         for a in message.attachments
         if (a.content_type or "").split(";")[0] in IMAGE_TYPES
-        or a.filename.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif"))
+        or a.filename.lower().endswith(IMAGE_SUFFIXES)
     ]
+
+
+def refinable(gen: GenerationRow | None, user_id: int) -> GenerationRow:
+    """The generation if `user_id` may refine it; else a UserError saying why not."""
+    if gen is None or gen.status != "done" or gen.output_image is None:
+        raise UserError("That message has no finished image to refine.")
+    if gen.private and gen.user_id != user_id:
+        raise UserError("That result is private.")
+    return gen
 
 
 class ChangesModal(discord.ui.Modal):
@@ -49,7 +63,7 @@ class ChangesModal(discord.ui.Modal):
     )
 
     def __init__(self, title: str, on_submit_cb: ChangesCallback) -> None:
-        super().__init__(title=title, timeout=None)
+        super().__init__(title=title, timeout=MODAL_TIMEOUT)
         self._cb = on_submit_cb
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
@@ -75,151 +89,99 @@ class ChainsCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None:
             return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return  # system messages (thread created, pins...)
+        ref = message.reference
+        reply_to = (
+            ref.message_id
+            if ref is not None and ref.type is discord.MessageReferenceType.reply
+            else None
+        )
+        if reply_to is None and not isinstance(message.channel, discord.Thread):
+            return
         text = (message.content or "").strip()
         if text.startswith("//"):
             return  # a note between people, not an edit
-        store = self.nb.store
-        gen = None
-        parent_id = None
-        if message.reference and message.reference.message_id:
-            gen = await store.generation_by_message(message.reference.message_id)
-            if gen is not None:
-                parent_id = gen.id
-        chain = None
-        if gen is None and isinstance(message.channel, discord.Thread):
-            chain = await store.chain_by_thread(message.channel.id)
-            if chain is None:
-                return
-        elif gen is None:
-            return
-        if not text and not message.attachments:
+        images = image_attachments(message)
+        if not text and not images:
             return
         try:
-            await self._step_from_message(message, gen, chain, parent_id, text)
+            await self._step_from_message(message, reply_to, text, images)
         except UserError as exc:
-            await message.reply(str(exc)[:1900], mention_author=False)
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(str(exc)[:REPLY_LIMIT], mention_author=False)
 
     async def _step_from_message(
         self,
         message: discord.Message,
-        gen: GenerationRow | None,
-        chain: ChainRow | None,
-        parent_id: int | None,
+        reply_to: int | None,
         text: str,
+        images: list[discord.Attachment],
     ) -> None:
         bot = self.nb
-        if gen is not None:
-            if gen.status != "done" or gen.output_image is None:
-                raise UserError("That message has no finished image to refine.")
-            if gen.private:
-                raise UserError("That result is private.")
-            chain = await self.chains.chain_for(gen)
-        assert chain is not None
-        root = await bot.store.get_generation(chain.root_generation_id)
-        assert root is not None
-        channel_id, is_thread = await self.chains.ensure_thread(chain, root)
-        refreshed = await bot.store.get_chain(chain.id)
-        assert refreshed is not None
-        chain = refreshed
-        uploads = [await download_attachment(a, bot.settings) for a in image_attachments(message)]
-        in_place = message.channel.id == channel_id
-        target = ChannelTarget(
-            bot,
-            channel_id=channel_id,
-            user_id=message.author.id,
-            reply_to=message.id if in_place else None,
-        )
-        if not is_thread and self.chains.should_tell_no_threads(chain.id):
-            await message.reply(
-                "Threads aren't available here, so this chain continues as replies.",
-                mention_author=False,
+        store = bot.store
+        turn: Ticket | None = None
+        try:
+            # Taken before anything slow: two quick messages keep their order.
+            async with self.chains.arrival(message.channel.id):
+                gen = await store.generation_by_message(reply_to) if reply_to else None
+                if gen is not None:
+                    gen = refinable(gen, message.author.id)
+                    if gen.private:
+                        raise UserError("That result is private.")
+                    chain = await self.chains.chain_for(gen)
+                else:
+                    found = await store.chain_by_thread(message.channel.id)
+                    if found is None:
+                        return  # a reply to something else, in an ordinary thread
+                    chain = found
+                place = await self.chains.place(
+                    chain,
+                    user_id=message.author.id,
+                    result_channel_id=message.channel.id if gen else None,
+                    result_message_id=reply_to if gen else None,
+                )
+                turn = self.chains.turn(chain.id)
+            if place.notice:
+                with contextlib.suppress(discord.HTTPException):
+                    await message.reply(place.notice, mention_author=False)
+            channel_id = place.thread_id or message.channel.id
+            uploads = [await download_attachment(a, bot.settings) for a in images]
+            target = ChannelTarget(
+                bot,
+                channel_id=channel_id,
+                user_id=message.author.id,
+                reply_to=message.id if channel_id == message.channel.id else None,
             )
-        request = StepRequest(
-            user_id=message.author.id,
-            guild_id=message.guild.id if message.guild else None,
-            changes=text or "Use the attached image(s) as described.",
-            uploads=uploads,
-            parent_id=parent_id,
-        )
-        await self.chains.run_step(chain, request, target)
+            request = StepRequest(
+                user_id=message.author.id,
+                guild_id=message.guild.id if message.guild else None,
+                changes=text or ATTACHMENTS_ONLY,
+                uploads=uploads,
+                parent_id=gen.id if gen else None,
+            )
+            async with turn:
+                await self.chains.run_step(chain.id, request, target)
+        finally:
+            if turn is not None:
+                turn.release()
 
-    # ------------------------------------------------------------- buttons
+    # ------------------------------------------------------------- buttons and menu
 
     async def refine_button(self, interaction: discord.Interaction, gid: int) -> None:
         bot = bot_of(interaction)
-        gen = await bot.store.get_generation(gid)
-        if gen is None or gen.output_image is None:
-            await fail_privately(interaction, "This result has no image to refine.")
+        try:
+            refinable(await bot.store.get_generation(gid), interaction.user.id)
+        except UserError as exc:
+            await fail_privately(interaction, str(exc))
             return
-        if gen.private and gen.user_id != interaction.user.id:
-            await fail_privately(interaction, "That result is private.")
-            return
+        message = interaction.message
+        where = (message.channel.id, message.id) if message is not None else None
 
         async def submitted(modal_interaction: discord.Interaction, changes: str) -> None:
-            await self._refine(modal_interaction, gid, changes, [])
+            await self._refine(modal_interaction, gid, changes, where)
 
         await interaction.response.send_modal(ChangesModal("Refine this image", submitted))
-
-    async def _refine(
-        self, interaction: discord.Interaction, gid: int, changes: str, uploads: list[Upload]
-    ) -> None:
-        bot = bot_of(interaction)
-        try:
-            gen = await bot.store.get_generation(gid)
-            if gen is None or gen.output_image is None:
-                raise UserError("This result has no image to refine.")
-            await interaction.response.defer(thinking=True, ephemeral=gen.private)
-            chain = await self.chains.chain_for(gen)
-            root = await bot.store.get_generation(chain.root_generation_id)
-            assert root is not None
-            if gen.private:
-                channel_id, is_thread = interaction.channel_id or gen.channel_id, False
-            else:
-                channel_id, is_thread = await self.chains.ensure_thread(chain, root)
-            refreshed = await bot.store.get_chain(chain.id)
-            assert refreshed is not None
-            chain = refreshed
-            request = StepRequest(
-                user_id=interaction.user.id,
-                guild_id=interaction.guild_id,
-                changes=changes,
-                uploads=uploads,
-                parent_id=gid,
-            )
-            if gen.private or channel_id == interaction.channel_id:
-                here = InteractionTarget(interaction, private=gen.private)
-                await self.chains.run_step(chain, request, here, private=gen.private)
-            else:
-                await interaction.edit_original_response(
-                    content=f"Refining in <#{channel_id}>…" if is_thread else "Refining…"
-                )
-                there = ChannelTarget(bot, channel_id=channel_id, user_id=interaction.user.id)
-                await self.chains.run_step(chain, request, there)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-
-    async def undo_button(self, interaction: discord.Interaction, gid: int) -> None:
-        bot = bot_of(interaction)
-        chain = await bot.store.chain_for_generation(gid)
-        if chain is None:
-            await fail_privately(interaction, "This image is not part of a chain.")
-            return
-        head = await bot.store.get_generation(chain.head_generation_id or gid)
-        if interaction.user.id not in (chain.owner_id, head.user_id if head else None):
-            await fail_privately(interaction, "Only the chain's owner can undo its steps.")
-            return
-        try:
-            new_head = await self.chains.undo(chain)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-            return
-        link = f" ({jump_link(new_head)})" if new_head.message_id else ""
-        await interaction.response.send_message(
-            f"↩️ Undone: the chain is back at step {new_head.step}{link}. "
-            "The next message edits that image."
-        )
-
-    # ------------------------------------------------------------- context menu
 
     async def edit_image_menu(
         self, interaction: discord.Interaction, message: discord.Message
@@ -227,9 +189,16 @@ class ChainsCog(commands.Cog):
         bot = bot_of(interaction)
         gen = await bot.store.generation_by_message(message.id)
         if gen is not None and gen.output_image is not None:
+            gid = gen.id
+            where = (message.channel.id, message.id)
+            try:
+                refinable(gen, interaction.user.id)
+            except UserError as exc:
+                await fail_privately(interaction, str(exc))
+                return
 
             async def refine(modal_interaction: discord.Interaction, changes: str) -> None:
-                await self._refine(modal_interaction, gen.id, changes, [])
+                await self._refine(modal_interaction, gid, changes, where)
 
             await interaction.response.send_modal(ChangesModal("Edit image", refine))
             return
@@ -250,6 +219,104 @@ class ChainsCog(commands.Cog):
             )
 
         await interaction.response.send_modal(ChangesModal("Edit image", edit))
+
+    async def _refine(
+        self,
+        interaction: discord.Interaction,
+        gid: int,
+        changes: str,
+        where: tuple[int, int] | None,
+    ) -> None:
+        """A step from a modal (Refine button, Edit image menu) on result `gid`, shown in
+        message `where` (channel id, message id)."""
+        bot = bot_of(interaction)
+        turn: Ticket | None = None
+        try:
+            gen = refinable(await bot.store.get_generation(gid), interaction.user.id)
+            await interaction.response.defer(thinking=True, ephemeral=gen.private)
+            here = interaction.channel_id or gen.channel_id
+            async with self.chains.arrival(here):
+                chain = await self.chains.chain_for(gen)
+                if gen.private:
+                    thread_id, notice = None, None  # a private chain stays in its ephemerals
+                else:
+                    place = await self.chains.place(
+                        chain,
+                        user_id=interaction.user.id,
+                        result_channel_id=where[0] if where else None,
+                        result_message_id=where[1] if where else None,
+                    )
+                    thread_id, notice = place.thread_id, place.notice
+                turn = self.chains.turn(chain.id)
+            elsewhere = thread_id is not None and thread_id != here
+            target: Target
+            if elsewhere:
+                assert thread_id is not None
+                await interaction.edit_original_response(content=f"✏️ Refining in <#{thread_id}>…")
+                target = ChannelTarget(bot, channel_id=thread_id, user_id=interaction.user.id)
+            else:
+                if notice:
+                    await self._say(here, notice)
+                target = InteractionTarget(interaction, private=gen.private)
+            request = StepRequest(
+                user_id=interaction.user.id,
+                guild_id=interaction.guild_id,
+                changes=changes,
+                uploads=[],
+                parent_id=gid,
+            )
+            async with turn:
+                new_id = await self.chains.run_step(chain.id, request, target, private=gen.private)
+            if elsewhere:
+                await self._link_result(interaction, new_id, thread_id)
+        except UserError as exc:
+            await fail_privately(interaction, str(exc))
+        finally:
+            if turn is not None:
+                turn.release()
+
+    async def _link_result(
+        self, interaction: discord.Interaction, gen_id: int, thread_id: int | None
+    ) -> None:
+        new = await self.nb.store.get_generation(gen_id)
+        if new is None or new.status != "done" or new.message_id is None:
+            text = f"The step in <#{thread_id}> did not finish; see the thread."
+        else:
+            text = f"✏️ Step {new.step} is ready in <#{thread_id}>: {jump_link(new)}"
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.edit_original_response(content=text)
+
+    async def _say(self, channel_id: int, text: str) -> None:
+        channel = self.bot.get_channel(channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            with contextlib.suppress(discord.HTTPException):
+                await channel.send(text)
+
+    async def undo_button(self, interaction: discord.Interaction, gid: int) -> None:
+        bot = bot_of(interaction)
+        chain = await bot.store.chain_for_generation(gid)
+        if chain is None:
+            await fail_privately(interaction, "This image is not part of a chain.")
+            return
+        await interaction.response.defer(thinking=True)
+        try:
+            # In line with the chain's steps: an Undo after a message undoes that step.
+            async with self.chains.turn(chain.id):
+                fresh = await bot.store.get_chain(chain.id)
+                head = await bot.store.get_generation(fresh.head_generation_id) if fresh else None
+                if interaction.user.id not in (chain.owner_id, head.user_id if head else None):
+                    raise UserError(
+                        "Only the chain's owner or the author of its latest step can undo."
+                    )
+                new_head = await self.chains.undo(chain.id)
+        except UserError as exc:
+            await fail_privately(interaction, str(exc))
+            return
+        link = f" ({jump_link(new_head)})" if new_head.message_id else ""
+        await interaction.followup.send(
+            f"↩️ Undone: the chain is back at step {new_head.step}{link}. "
+            "The next message edits that image."
+        )
 
 
 def jump_link(gen: GenerationRow) -> str:

@@ -8,13 +8,16 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.flows import (
+    acknowledge,
     fail_privately,
     find_template,
     run_request,
     spec_from_template,
     split_names,
 )
+from bot.preferences import preferences_for
 from bot.prompts import InputRef, RequestOptions, SpecError, parse_template
+from bot.ui import report_error
 from cogs._shared import (
     ASPECT_CHOICES,
     MODEL_CHOICES,
@@ -53,6 +56,11 @@ class PromptModal(discord.ui.Modal, title="JSON prompt"):
                 await fail_privately(interaction, f"Your prompt has a problem:\n{exc}")
                 return
         await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
+        await report_error(interaction, error, where="the JSON prompt editor")
 
 
 class Imagine(commands.Cog):
@@ -151,11 +159,21 @@ class Imagine(commands.Cog):
             return
         if json is not None and file is not None:
             raise UserError("Give either json or file, not both.")
+        if template:
+            raise UserError("Use template without json/file to open the editor pre-filled.")
         text = json
         if file is not None:
             if file.size > MAX_JSON_FILE_BYTES:
                 raise UserError(f"{file.filename} is over 64 KB; a prompt spec is at most 32 KB.")
-            data = await file.read()
+            # Downloading may take a while: acknowledge first (Discord allows 3 s).
+            prefs = await preferences_for(
+                bot.store, bot.settings, interaction.user.id, interaction.guild_id
+            )
+            await acknowledge(interaction, private=prefs.private)
+            try:
+                data = await file.read()
+            except discord.HTTPException:
+                raise UserError(f"I could not download {file.filename}; attach it again.") from None
             try:
                 text = data.decode("utf-8-sig")
             except UnicodeDecodeError:
@@ -167,8 +185,6 @@ class Imagine(commands.Cog):
             raise UserError(
                 "/prompt takes a JSON object starting with '{'; for plain text use /imagine."
             )
-        if template:
-            raise UserError("Use template without json/file to open the editor pre-filled.")
         await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -29,7 +30,8 @@ MAX_TEMPLATE_BYTES = 32 * 1024
 async def vars_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
-    """Hints the placeholders still missing from the chosen template."""
+    """Hints the placeholders still to fill, required ones first, completing a half-typed name
+    ("band=muse; st" offers "band=muse; style=")."""
     name = getattr(interaction.namespace, "name", None) or getattr(
         interaction.namespace, "template", None
     )
@@ -37,18 +39,39 @@ async def vars_autocomplete(
         return []
     try:
         template = await find_template(bot_of(interaction), interaction.guild_id, str(name))
-        given = parse_vars(current) if current.strip() else {}
+        holders = template.placeholders()
     except (UserError, SpecError):
         return []
-    missing = template.missing(given)
-    all_names = [p.name for p in template.placeholders() if p.name not in given]
-    base = current.strip().rstrip(";").strip()
+    head, _sep, last = current.rpartition(";")
+    fragment = last.strip()
+    if "=" in fragment or not fragment:
+        head, fragment = current.strip().rstrip(";").strip(), ""
+    else:
+        head = head.strip()
+    given = _lenient_vars(head)
+    required = {p.name for p in holders if p.default is None}
+    left = [p for p in holders if p.name not in given and p.name.startswith(fragment)]
+    left.sort(key=lambda p: p.name not in required)  # stable: template order within each
     out = []
-    for placeholder in missing + [n for n in all_names if n not in missing]:
-        value = f"{base}; {placeholder}=" if base else f"{placeholder}="
-        label = value + ("  (required)" if placeholder in missing else "")
+    for placeholder in left:
+        value = f"{head}; {placeholder.name}=" if head else f"{placeholder.name}="
+        hint = (
+            "  (required)"
+            if placeholder.name in required
+            else f"  (default: {placeholder.default})"
+        )
+        label = value if len(value) > 90 else value + hint
         out.append(app_commands.Choice(name=label[:100], value=value[:100]))
     return out[:25]
+
+
+def _lenient_vars(text: str) -> dict[str, str]:
+    """The key=value pairs that parse; a half-typed one is ignored, not an error."""
+    values: dict[str, str] = {}
+    for item in text.split(";"):
+        with contextlib.suppress(SpecError):
+            values.update(parse_vars(item))
+    return values
 
 
 class Templates(
@@ -64,15 +87,24 @@ class Templates(
         lines = ["**Built-in**"]
         for name, template in sorted(bot.builtin_templates.items()):
             lines.append(f"`{name}` — {template.description}")
+        rows = []
         if interaction.guild_id is not None:
             rows = await bot.store.list_guild_templates(interaction.guild_id)
             if rows:
                 lines.append("**This server**")
                 lines += [f"`{r.name}` — {r.description or 'no description'}" for r in rows]
+        lines.append("Use one with /template use, see one with /template show.")
         text = "\n".join(lines)
-        if len(text) > 1900:
-            text = text[:1899] + "…"
-        await interaction.response.send_message(text, ephemeral=True)
+        if len(text) <= 1900:
+            await interaction.response.send_message(text, ephemeral=True)
+            return
+        # Too long for one message: the whole list as a file, never silently cut.
+        count = len(bot.builtin_templates) + len(rows)
+        await interaction.response.send_message(
+            f"{count} templates ({len(rows)} from this server); the list is attached.",
+            file=discord.File(io.BytesIO(text.encode()), filename="templates.md"),
+            ephemeral=True,
+        )
 
     @app_commands.command(name="show", description="Show a template's JSON and placeholders")
     @app_commands.autocomplete(name=template_autocomplete)
@@ -86,7 +118,12 @@ class Templates(
             )
             or "none"
         )
-        head = f"**{template.name}** — {template.description}\nPlaceholders: {placeholders}"
+        head = f"**{template.name}** — {template.description or 'no description'}"
+        if template.source == "guild" and interaction.guild_id is not None:
+            row = await bot_of(interaction).store.get_guild_template(interaction.guild_id, name)
+            if row is not None:
+                head += f"\nServer template saved by <@{row.author_id}>"
+        head += f"\nPlaceholders: {placeholders}"
         body = template.body
         if len(head) + len(body) + 20 <= 1900:
             await interaction.response.send_message(f"{head}\n```json\n{body}\n```", ephemeral=True)
@@ -198,8 +235,10 @@ class Templates(
 
 
 def _can_manage(interaction: discord.Interaction) -> bool:
+    """Manage Server, from the member's roles or the permissions Discord sent with the
+    interaction (the member may not be cached)."""
     perms = getattr(interaction.user, "guild_permissions", None)
-    return bool(perms and perms.manage_guild)
+    return bool(perms and perms.manage_guild) or interaction.permissions.manage_guild
 
 
 def pretty(spec: dict[str, object]) -> str:

@@ -140,8 +140,8 @@ class AnchorsMixin(ImagesMixin):
         return True
 
     async def delete_anchor(self, owner_id: int, name: str) -> bool:
-        """Delete the owner's anchor and, unless another record still uses the same image,
-        its bytes. False if the owner has no anchor of that name."""
+        """Delete the owner's anchor and its bytes (see _forget_anchor_image). False if the
+        owner has no anchor of that name."""
         async with self._db.transaction() as tx:
             row = await tx.one(
                 "SELECT id, image_sha FROM anchors WHERE owner_id = ? AND name_key = ?",
@@ -152,5 +152,33 @@ class AnchorsMixin(ImagesMixin):
             await tx.execute(
                 "DELETE FROM anchors WHERE owner_id = ? AND id = ?", (owner_id, int(row["id"]))
             )
-        await self._release_image(str(row["image_sha"]))
+        await self._forget_anchor_image(str(row["image_sha"]))
         return True
+
+    async def _forget_anchor_image(self, sha: str) -> None:
+        """A deleted anchor's bytes go, even where old generations used them as an input
+        (privacy: the face is gone; rerolling those says the image is no longer stored).
+        Kept only while another anchor holds the same bytes or a generation produced them
+        (an anchor saved from a result, which is in the channel anyway). The record of an
+        image old generations refer to stays, marked purged, like after retention."""
+        async with self._sha_lock(sha):
+            async with self._db.transaction() as tx:
+                kept = await tx.one(
+                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM anchors WHERE image_sha = ?)"
+                    " OR EXISTS (SELECT 1 FROM generations WHERE output_image = ?)"
+                    " OR EXISTS (SELECT 1 FROM generation_images"
+                    " WHERE image_sha = ? AND role = 'content')",
+                    (sha, sha, sha),
+                )
+                if kept is not None:
+                    return
+                used = await tx.one(
+                    "SELECT 1 FROM generation_images WHERE image_sha = ?", (sha,)
+                )
+                if used is None:
+                    await tx.execute("DELETE FROM images WHERE sha256 = ?", (sha,))
+                else:
+                    await tx.execute(
+                        "UPDATE images SET purged_at = ? WHERE sha256 = ?", (self._now(), sha)
+                    )
+            await self._files.delete(sha)

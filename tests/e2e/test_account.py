@@ -5,7 +5,11 @@ The real bot runs against the loopback fake Discord and fake Gemini (tests/e2e/c
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -28,19 +32,28 @@ def generation_id(m: MessageRecord) -> int:
     return int(found.group(1))
 
 
-async def private_answer(fake: FakeDiscord, timeout: float = 10) -> MessageRecord:
-    """The next ephemeral bot message (an answer, a refusal)."""
-    return await fake.wait_for_message(ephemeral=True, timeout=timeout)
+async def private_answer(fake: FakeDiscord) -> MessageRecord:
+    """The next ephemeral bot message after the last user action (an answer, a refusal)."""
+    return await fake.wait_for_message(ephemeral=True, timeout=10)
 
 
-async def imagine(
-    fake: FakeDiscord, user: FakeUser, prompt: str, **options: object
-) -> MessageRecord:
+async def until(condition: Callable[[], bool], what: str, seconds: float = 10) -> None:
+    """Wait for a condition (checked every 20 ms) or fail saying what did not happen."""
+    try:
+        async with asyncio.timeout(seconds):
+            # The fakes have no event for this (e.g. "Gemini got a request"): poll.
+            while not condition():  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def imagine(fake: FakeDiscord, user: FakeUser, prompt: str, **options: Any) -> MessageRecord:
     await user.slash("imagine", prompt=prompt, **options)
     return await fake.wait_for_message(predicate=is_result, timeout=20)
 
 
-async def settings_text(fake: FakeDiscord, user: FakeUser, **options: object) -> str:
+async def settings_text(fake: FakeDiscord, user: FakeUser, **options: Any) -> str:
     ix = await user.slash("settings", **options)
     assert await ix.wait_ack() == 4
     msg = await ix.original()
@@ -127,6 +140,18 @@ async def test_settings_refuse_a_combination_the_model_lacks(bot_harness: BotHar
     saved = await settings_text(fake, alice, model="pro", size="2K")
     assert saved.startswith("Saved") and "Nano Banana Pro" in line_of(saved, "Model")
 
+    # A server default the chosen model lacks is not the user's doing: saved, with a note,
+    # and requests use the model's own default instead.
+    bob = fake.user("bob")
+    assert bot_harness.bot is not None
+    await bot_harness.bot.store.update_guild_settings(fake.guild_id, size="4K")
+    saved = await settings_text(fake, bob, model="lite")
+    assert saved.startswith("Saved") and "(server)" in line_of(saved, "Size")
+    assert "Nano Banana 2 Lite has no size 4K" in saved and "use 1K" in saved
+    await imagine(fake, bob, "a small cat")
+    assert bot_harness.gemini.requests[-1].model == "gemini-3.1-flash-lite-image"
+    assert bot_harness.gemini.requests[-1].image_config.get("imageSize") == "1K"
+
 
 async def test_private_mode_keeps_results_out_of_the_channel(bot_harness: BotHarness) -> None:
     fake = bot_harness.discord
@@ -142,9 +167,33 @@ async def test_private_mode_keeps_results_out_of_the_channel(bot_harness: BotHar
     # Nothing new in the channel's history, at any point (progress included).
     assert {m.id for m in fake.messages_in("general")} == before
     assert all(not m.ephemeral for m in fake.messages_in("general"))
+    # Every command applies it: a /batch's variants and contact sheet are private too.
+    ix = await alice.slash(
+        "batch", field="subject", values="red kite, blue kite", json='{"subject": "a kite"}'
+    )
+    sheet = await fake.wait_for_message(
+        predicate=lambda m: any(f.filename.startswith("batch-contact-sheet") for f in m.files),
+        timeout=30,
+    )
+    assert sheet.ephemeral and sheet.visible_to == alice.id
+    variants = [m for m in ix.followups if is_result(m)]
+    assert len(variants) == 2 and all(m.visible_to == alice.id for m in variants)
+    assert {m.id for m in fake.messages_in("general")} == before
     # An explicit private:False on one command still posts publicly.
     public = await imagine(fake, alice, "a public garden", private=False)
     assert not public.ephemeral and public.id in {m.id for m in fake.messages_in("general")}
+
+
+async def test_threads_off_refines_in_the_channel(bot_harness: BotHarness) -> None:
+    fake, gemini = bot_harness.discord, bot_harness.gemini
+    alice = fake.user("alice")
+    await settings_text(fake, alice, threads=False)
+    result = await imagine(fake, alice, "a teapot")
+    await alice.reply(result, "make it blue")
+    step = await fake.wait_for_message(predicate=is_result, timeout=20)
+    assert step.channel_id == fake.channel("general")
+    assert not fake.threads
+    assert len(gemini.requests) == 2 and "make it blue" in str(gemini.requests[-1].body)
 
 
 # ---------------------------------------------------------------------------------- usage
@@ -157,12 +206,26 @@ async def test_usage_counts_images_and_cost_per_model(bot_harness: BotHarness) -
     await imagine(fake, alice, "a flash image", model="flash", size="2K")
     ix = await alice.slash("usage")
     text = (await ix.original()).content
-    today = next(line for line in text.splitlines() if line.startswith("__Today__"))
-    assert "2 images" in today and "$0.235" in today  # 0.134 + 0.101
-    assert "Nano Banana Pro 1 ($0.134)" in today and "Nano Banana 2 1 ($0.101)" in today
-    month = next(line for line in text.splitlines() if line.startswith("__This month__"))
-    assert "2 images" in month
+    lines = text.splitlines()
+    at = lines.index("__Today__: 2 images, $0.235")  # 0.134 + 0.101
+    assert set(lines[at + 1 : at + 3]) == {
+        "• Nano Banana Pro: 1 image, $0.134",
+        "• Nano Banana 2: 1 image, $0.101",
+    }
+    assert "__This month__: 2 images, $0.235" in lines
     assert "Server" not in text  # not an admin
+    assert "limit" not in text  # no quota set
+
+    # Last month's images are not this month's.
+    assert bot_harness.bot is not None
+    first = dt.datetime.now(dt.UTC).date().replace(day=1)
+    last_month = (first - dt.timedelta(days=1)).isoformat()
+    await bot_harness.bot.store.record_usage(
+        user_id=alice.id, guild_id=fake.guild_id, model="gemini-3-pro-image", images=5,
+        cost=0.67, day=last_month,
+    )
+    ix = await alice.slash("usage")
+    assert "__This month__: 2 images, $0.235" in (await ix.original()).content
 
 
 async def test_usage_of_someone_else_is_for_admins(bot_harness: BotHarness) -> None:
@@ -178,12 +241,15 @@ async def test_usage_of_someone_else_is_for_admins(bot_harness: BotHarness) -> N
     ix = await admin.slash("usage", user=alice)
     text = (await ix.original()).content
     assert (await ix.original()).ephemeral
-    assert "alice" in text
-    today = next(line for line in text.splitlines() if line.startswith("__Today__"))
-    assert "1 images" in today or "1 image" in today
-    assert "$0.134" in today
-    server = next(line for line in text.splitlines() if line.startswith("__Server today__"))
-    assert "2 images" in server and "$0.201" in server  # 0.134 + 0.067
+    lines = text.splitlines()
+    assert "alice" in lines[0].lower()
+    assert "__Today__: 1 image, $0.134" in lines
+    assert "__Server today__: 2 images, $0.201" in lines  # 0.134 + 0.067
+    assert "__Server this month__: 2 images, $0.201" in lines
+    # Without user, an admin sees their own usage plus the server's.
+    ix = await admin.slash("usage")
+    lines = (await ix.original()).content.splitlines()
+    assert "__Today__: nothing" in lines and "__Server today__: 2 images, $0.201" in lines
 
 
 async def test_failed_and_blocked_calls_are_not_charged(harness: BotHarness) -> None:
@@ -211,10 +277,9 @@ async def test_failed_and_blocked_calls_are_not_charged(harness: BotHarness) -> 
     result = await imagine(fake, alice, "this one works")
     assert not result.ephemeral
     ix = await alice.slash("usage")
-    today = next(
-        line for line in (await ix.original()).content.splitlines() if "Today" in line
-    )
-    assert "1 image" in today and "$0.134" in today
+    text = (await ix.original()).content
+    assert "__Today__: 1 image, $0.134" in text
+    assert "Daily limit: 1 of 1 images used" in text and RESET.search(text)
 
 
 # ---------------------------------------------------------------------------------- quotas
@@ -232,16 +297,19 @@ async def test_quota_set_is_for_admins(bot_harness: BotHarness) -> None:
     quota["default_member_permissions"] = None
     ix = await alice.slash("quota set", user_images=100)
     assert "Only admins" in (await ix.original()).content
+    ix = await alice.slash("quota show")
+    assert "Only admins" in (await ix.original()).content
     ix = await admin.slash("quota show")
-    assert "no image limit" in (await ix.original()).content
+    text = (await ix.original()).content
+    assert "no image limit, no dollar limit" in text and "no daily budget" in text
 
     ix = await admin.slash("quota set", user_images=5, user_dollars=1.5, server_dollars=20.0)
     text = (await ix.original()).content
-    assert text.startswith("Saved") and "5 images" in text and "$1.50" in text
-    assert "$20.00" in text
+    assert text.startswith("Saved") and "each user: 5 images, $1.50 a day" in text
+    assert "whole server: $20.00 a day" in text
     ix = await admin.slash("quota set", user_images=0)
     text = (await ix.original()).content
-    assert "no image limit" in text and "$1.50" in text
+    assert "each user: no image limit, $1.50 a day" in text
 
 
 async def test_batch_larger_than_the_remaining_quota_is_refused(bot_harness: BotHarness) -> None:
@@ -259,7 +327,7 @@ async def test_batch_larger_than_the_remaining_quota_is_refused(bot_harness: Bot
         json='{"subject": "a ball", "style": "flat"}',
     )
     refused = await private_answer(fake)
-    assert "3 images" in refused.content and "2 left" in refused.content
+    assert "this needs 3" in refused.content and "2 left" in refused.content
     assert RESET.search(refused.content), refused.content
     assert len(gemini.requests) == 1  # refused before any call
     assert ix.original_message is None or ix.original_message.ephemeral
@@ -273,16 +341,23 @@ async def test_a_running_batch_reserves_its_quota(bot_harness: BotHarness) -> No
     await admin.slash("quota set", user_images=3)
     await private_answer(fake)
     gemini.latency = 1.0
+    mark = fake.event_mark
     batch = await alice.slash(
         "batch", field="subject", values="cat, dog, fox", json='{"subject": "an animal"}'
     )
     await batch.wait_ack()
     # While the batch's three images are still being made, a fourth is refused.
-    await fake._wait(lambda: len(gemini.requests) >= 1, 10, "the batch to start")
+    await until(lambda: len(gemini.requests) >= 1, "the batch to start")
     await alice.slash("imagine", prompt="one more")
     refused = await private_answer(fake)
     assert "daily limit of 3 images" in refused.content and RESET.search(refused.content)
-    await batch.wait_followups(3, timeout=20)
+    assert "3 of them still being made" in refused.content
+    sheet = await fake.wait_for_message(
+        predicate=lambda m: any(f.filename.startswith("batch-contact-sheet") for f in m.files),
+        since=mark,
+        timeout=30,
+    )
+    assert "3 of 3 images" in sheet.content
     assert len(gemini.requests) == 3
     # ...and it stays refused after the batch has been charged.
     await alice.slash("imagine", prompt="still one more")
@@ -299,7 +374,7 @@ async def test_server_budget_and_dollar_limits(bot_harness: BotHarness) -> None:
     await imagine(fake, alice, "uses most of the budget")  # $0.134
     await bob.slash("imagine", prompt="over the server budget")
     refused = await private_answer(fake)
-    assert "server" in refused.content and "$0.20" in refused.content
+    assert "server's daily budget of $0.20" in refused.content
     assert RESET.search(refused.content)
     # A cheaper request that fits the rest of the budget still runs.
     await imagine(fake, bob, "a small one", model="flash", size="512")  # $0.045
@@ -309,7 +384,7 @@ async def test_server_budget_and_dollar_limits(bot_harness: BotHarness) -> None:
     await private_answer(fake)
     await alice.slash("imagine", prompt="over alice's dollars")
     refused = await private_answer(fake)
-    assert "$0.15" in refused.content and RESET.search(refused.content)
+    assert "your daily budget of $0.15" in refused.content and RESET.search(refused.content)
     assert len(gemini.requests) == 2
 
 
@@ -319,15 +394,14 @@ async def test_simultaneous_requests_cannot_overrun_a_quota(bot_harness: BotHarn
     await admin.slash("quota set", user_images=1)
     await private_answer(fake)
     gemini.latency = 0.5
+    mark = fake.event_mark
     first = await alice.slash("imagine", prompt="first")
     second = await alice.slash("imagine", prompt="second")
     await first.wait_ack()
     await second.wait_ack()
     await fake.wait_for_message(predicate=is_result, timeout=20)
-    await fake._wait(
-        lambda: any("daily limit" in m.content for m in alice.ephemeral_messages()),
-        10,
-        "one request to be refused",
+    await fake.wait_for_message(
+        ephemeral=True, predicate=lambda m: "daily limit" in m.content, since=mark, timeout=10
     )
     assert len(gemini.requests) == 1
 
@@ -393,3 +467,15 @@ async def test_history_of_someone_elses_result(bot_harness: BotHarness) -> None:
 
     ix = await bob.slash("history")
     assert "no generations" in (await ix.original()).content
+
+    # With private mode on, a re-post is private too, and the public link stays the public one.
+    await settings_text(fake, bob, private=True)
+    await bob.slash("history", id=generation_id(public))
+    mine = await fake.wait_for_message(predicate=is_result, timeout=20)
+    assert mine.ephemeral and mine.visible_to == bob.id
+    ix = await alice.slash("history")
+    listing = (await ix.original()).content
+    line = next(x for x in listing.splitlines() if f"#{generation_id(public)}`" in x)
+    assert f"/{repost.id})" in line  # the latest public message (bob's re-post)
+    secret_line = next(x for x in listing.splitlines() if f"#{generation_id(secret)}`" in x)
+    assert "private" in secret_line and "/channels/" not in secret_line

@@ -30,7 +30,10 @@ POSTER = json.dumps(
 
 def _poster(subject: str) -> str:
     return json.dumps(
-        {"description": f"poster v:{subject}", "spec": {"task": "generate_image", "subject": subject}}
+        {
+            "description": f"poster v:{subject}",
+            "spec": {"task": "generate_image", "subject": subject},
+        }
     )
 
 
@@ -72,6 +75,28 @@ async def test_list_shows_builtins_and_this_servers_templates(bot_harness: BotHa
     assert "`poster` — A gig poster for one band" in server[1]
 
 
+async def test_a_long_list_comes_as_a_file(bot_harness: BotHarness) -> None:
+    fake = bot_harness.discord
+    bot = bot_harness.bot
+    assert bot is not None
+    body = json.dumps({"task": "generate_image", "subject": "{{thing}}"})
+    for i in range(12):
+        await bot.store.save_guild_template(
+            guild_id=fake.guild_id,
+            name=f"tpl{i:02d}",
+            description=f"template number {i} " + "with a long description " * 6,
+            body=body,
+            author_id=fake.user("bob").id,
+        )
+    msg = await _answer(await fake.user("alice").slash("template list"))
+    assert msg.ephemeral
+    assert f"{len(bot.builtin_templates) + 12} templates (12 from this server)" in msg.content
+    assert msg.attachment_names == ["templates.md"]
+    listing = fake.attachment_bytes(msg.attachments[0]).decode()
+    assert all(f"`tpl{i:02d}`" in listing for i in range(12))
+    assert "`product_shot`" in listing
+
+
 async def test_show_short_inline_and_long_as_a_file(bot_harness: BotHarness) -> None:
     fake = bot_harness.discord
     alice = fake.user("alice")
@@ -82,6 +107,7 @@ async def test_show_short_inline_and_long_as_a_file(bot_harness: BotHarness) -> 
     assert "```json" in short.content
     assert "band (required)" in short.content
     assert "style (default: screen print, two colours)" in short.content
+    assert f"saved by <@{alice.id}>" in short.content
     body = short.content.split("```json\n", 1)[1].rsplit("\n```", 1)[0]
     assert "{{band}}" in body and json.loads(body.replace("{{band}}", "x"))["task"] == (
         "generate_image"
@@ -174,8 +200,15 @@ async def test_autocomplete_names_and_missing_placeholders(bot_harness: BotHarne
 
     hints = await alice.autocomplete("template use", "vars", "", name="poster")
     assert hints[0]["value"] == "band=" and "(required)" in hints[0]["name"]
+    assert "(default: screen print" in hints[1]["name"]
     more = await alice.autocomplete("template use", "vars", "band=muse", name="poster")
     assert [c["value"] for c in more] == ["band=muse; style="]
+    half = await alice.autocomplete("template use", "vars", "band=muse; st", name="poster")
+    assert [c["value"] for c in half] == ["band=muse; style="]
+    assert await alice.autocomplete("template use", "vars", "band=x; style=y", name="poster") == []
+    assert await alice.autocomplete("template use", "vars", "", name="no-such") == []
+    batch = await alice.autocomplete("batch", "vars", "", template="poster")
+    assert [c["value"] for c in batch] == ["band=", "style="]
     # /imagine, /prompt and /batch share the same template names
     assert "poster" in [c["value"] for c in await alice.autocomplete("imagine", "template", "po")]
     assert "poster" in [c["value"] for c in await alice.autocomplete("batch", "template", "po")]
@@ -210,7 +243,9 @@ async def test_save_validates_json_text_and_files(bot_harness: BotHarness) -> No
     assert await bot.store.list_guild_templates(fake.guild_id) == []
 
     saved = await _answer(
-        await alice.slash("template save", name="poster", file=Upload("poster.json", POSTER.encode()))
+        await alice.slash(
+            "template save", name="poster", file=Upload("poster.json", POSTER.encode())
+        )
     )
     assert "Saved server template **poster**" in saved.content
     row = await bot.store.get_guild_template(fake.guild_id, "poster")
@@ -309,9 +344,7 @@ async def test_server_templates_stay_in_their_guild(bot_harness: BotHarness) -> 
 async def test_imagine_with_a_template(bot_harness: BotHarness) -> None:
     fake = bot_harness.discord
     alice = fake.user("alice")
-    await alice.slash(
-        "imagine", prompt="product=running shoe; color=red", template="product_shot"
-    )
+    await alice.slash("imagine", prompt="product=running shoe; color=red", template="product_shot")
     await fake.wait_for_message(predicate=_result_predicate, timeout=20)
     spec = bot_harness.gemini.requests[-1].spec
     assert spec is not None
@@ -354,6 +387,23 @@ async def test_prompt_with_a_template_opens_a_prefilled_editor(bot_harness: BotH
     # placeholders left in the editor fall back to their defaults, not literal {{…}}
     assert spec["product"]["color"] == "matte black"
     assert "{{" not in json.dumps(spec)
+
+    # a required placeholder left in the editor is named, and nothing is sent
+    await _save(alice, "poster", POSTER)
+    ix = await alice.slash("prompt", template="poster")
+    field = _text_inputs(await _modal(ix))[0]
+    assert "{{band}}" in field["value"]
+    before = len(bot_harness.gemini.requests)
+    submitted = await alice.submit_modal(ix, {field["custom_id"]: field["value"]})
+    refused = await _answer(submitted)
+    assert refused.ephemeral and "needs a value for: band" in refused.content
+    assert len(bot_harness.gemini.requests) == before
+
+
+async def _modal(ix: FakeInteraction) -> dict[str, Any]:
+    assert await ix.wait_ack(timeout=3) == 9
+    assert ix.modal is not None
+    return ix.modal
 
 
 def _text_inputs(modal: dict[str, Any]) -> list[dict[str, Any]]:

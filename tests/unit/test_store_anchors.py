@@ -125,5 +125,6 @@ async def test_deleting_keeps_bytes_still_referenced_elsewhere(
     assert await store.get_image(shared) is None
 
     assert await store.delete_anchor(ALICE, "used")
-    assert await store.get_image(used) is not None  # a generation still uses it
+    # gone although a generation used it as an input: deleting an anchor deletes its image
+    assert await store.get_image(used) is None
     assert await store.get_anchor(ALICE, "used") is None

@@ -1,0 +1,407 @@
+"""The six measurements. Each starts its own world (fresh fakes, a fresh bot process), drives
+simulated users through the fake Discord, and returns a JSON-able dict with its figures and a
+list of `checks` (figure vs target)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from bench.stats import check, median, summary
+from bench.world import World, world
+from bot.config import TOKENS_PER_INPUT_IMAGE, Settings
+from tests.fakes.discord_driver import FakeInteraction, FakeUser
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Options:
+    latency: float = 5.0  # the fake model's latency, seconds
+    quick: bool = False
+    runs: int = 3  # overhead: jobs per size (the median is quoted)
+    overhead_sizes: tuple[str, ...] = ("1K", "4K")
+    ack_count: int = 100
+    ack_users: int = 20
+    saturation_c: int = 4
+    saturation_jobs: int = 24
+    saturation_users: int = 4
+    lag_jobs: int = 8
+    lag_size: str = "4K"
+    memory_jobs: int = 20
+    memory_size: str = "4K"
+    chain_steps: int = 10
+    chain_latency: float = 0.5  # at most; bytes and tokens do not depend on it
+
+    @classmethod
+    def quick_run(cls, latency: float | None = None) -> Options:
+        """Small counts for a smoke run (about a minute)."""
+        return cls(
+            latency=0.5 if latency is None else latency,
+            quick=True,
+            runs=1,
+            ack_count=10,
+            ack_users=5,
+            saturation_c=2,
+            saturation_jobs=6,
+            saturation_users=2,
+            lag_jobs=2,
+            memory_jobs=4,
+            chain_steps=5,
+        )
+
+    def with_latency(self, latency: float) -> Options:
+        return replace(self, latency=latency)
+
+
+@dataclass
+class Context:
+    options: Options
+    warm: Callable[[str, str], None]  # pre-renders the fake's image for (size, aspect)
+    notes: list[str] = field(default_factory=list)
+
+    async def prewarm(self, *sizes: str) -> None:
+        for size in sizes:
+            await asyncio.to_thread(self.warm, size, "1:1")
+
+
+Scenario = Callable[[Context], Awaitable[dict[str, Any]]]
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+async def warm_up(w: World, sizes: tuple[str, ...] = ("1K",)) -> None:
+    """One job per size with no model latency: first-use imports and caches in the bot."""
+    saved = w.gemini.latency
+    w.gemini.latency = 0.0
+    user = w.discord.user("admin")
+    for size in sizes:
+        ix = await user.slash("imagine", prompt=f"warm-up {size}", size=size)
+        await w.result(ix, 120)
+    w.gemini.latency = saved
+    w.gemini.max_in_flight = w.gemini.in_flight
+
+
+def users(w: World, count: int) -> list[FakeUser]:
+    names = sorted(
+        u.username for u in w.discord.state.users.values() if u.username.startswith("user")
+    )
+    if len(names) < count:
+        raise ValueError(f"world has {len(names)} extra members, {count} needed")
+    return [w.discord.user(n) for n in names[:count]]
+
+
+async def burst(
+    people: list[FakeUser], jobs: int, size: str, label: str
+) -> list[FakeInteraction]:
+    """`jobs` /imagine interactions, round-robin over people, sent back to back."""
+    return [
+        await people[i % len(people)].slash("imagine", prompt=f"{label} #{i}", size=size)
+        for i in range(jobs)
+    ]
+
+
+def result_file(w: World, ix: FakeInteraction) -> dict[str, Any]:
+    msg = w.discord.state.messages.get(ix.record.original_id or 0)
+    for f in msg.files if msg is not None else []:
+        if f.filename.startswith("nano-banana-"):
+            return {"filename": f.filename, "bytes": f.size}
+    return {}
+
+
+def job_timeout(options: Options, jobs: int = 1, concurrency: int = 1) -> float:
+    waves = -(-jobs // concurrency)
+    return waves * (options.latency + 10) + 60
+
+
+# ------------------------------------------------------------------------------ scenarios
+
+
+async def overhead(ctx: Context) -> dict[str, Any]:
+    """End-to-end time of one job divided by the model latency, per size."""
+    o = ctx.options
+    out: dict[str, Any] = {"latency_s": o.latency, "runs_per_size": o.runs, "sizes": {}}
+    checks = []
+    targets = {"1K": 1.05, "4K": 1.15}
+    async with world() as w:
+        await ctx.prewarm(*o.overhead_sizes)
+        await warm_up(w, o.overhead_sizes)
+        alice = w.discord.user("alice")
+        for size in o.overhead_sizes:
+            runs = []
+            for i in range(o.runs):
+                w.gemini.latency = o.latency
+                ix = await alice.slash("imagine", prompt=f"overhead {size} #{i}", size=size)
+                done = await w.result(ix, job_timeout(o))
+                calls = w.gemini.timings_since(ix.record.created)
+                e2e = done - ix.record.created
+                fake_work = sum(c.fake_work for c in calls)
+                model = sum(c.latency for c in calls)
+                runs.append(
+                    {
+                        "e2e_s": round(e2e, 4),
+                        "fake_work_s": round(fake_work, 4),
+                        "model_s": model,
+                        "bot_overhead_s": round(e2e - fake_work - model, 4),
+                        "ratio": round((e2e - fake_work) / o.latency, 4),
+                        "ack_s": round(ix.record.ack_latency or 0.0, 4),
+                        "gemini_calls": len(calls),
+                        "posted": result_file(w, ix),
+                    }
+                )
+            ratio = median([r["ratio"] for r in runs])
+            out["sizes"][size] = {
+                "ratio_median": round(ratio, 4),
+                "e2e_median_s": round(median([r["e2e_s"] for r in runs]), 4),
+                "fake_work_median_s": round(median([r["fake_work_s"] for r in runs]), 4),
+                "bot_overhead_median_s": round(median([r["bot_overhead_s"] for r in runs]), 4),
+                "runs": runs,
+            }
+            checks.append(check(f"overhead ratio {size}", ratio, targets.get(size, 1.15)))
+    out["checks"] = checks
+    return out
+
+
+async def acknowledgements(ctx: Context) -> dict[str, Any]:
+    """100 interactions at once: how fast each is acknowledged."""
+    o = ctx.options
+    async with world(lag=True, extra_members=o.ack_users) as w:
+        await warm_up(w)
+        people = users(w, o.ack_users)
+        w.gemini.latency = o.latency
+        first = len(w.discord.ack_latencies)
+        started = time.monotonic()
+        ixs = await burst(people, o.ack_count, "1K", "burst")
+        sent = time.monotonic() - started
+        await w.wait(
+            lambda: all(ix.record.acked or ix.record.failed for ix in ixs), 30, "every ack"
+        )
+        acked_by = max(ix.record.created + (ix.record.ack_latency or 0) for ix in ixs) - started
+        latencies = list(w.discord.ack_latencies[first:])
+        failed = sum(1 for ix in ixs if ix.record.failed)
+        window_end = time.monotonic()
+        await w.bot.stop()
+        lag = window_lag(w, started, window_end)
+    stats = summary(latencies)
+    return {
+        "interactions": o.ack_count,
+        "users": o.ack_users,
+        "send_s": round(sent, 4),
+        "all_acked_after_s": round(acked_by, 4),
+        "ack_s": stats,
+        "failed": failed,
+        "loop_lag_during_burst_s": lag,
+        "checks": [
+            check("ack p99", stats["p99"], 0.5, unit="s"),
+            check("ack max", stats["max"], 3.0, unit="s"),
+            check("interactions failed", failed, 0),
+        ],
+    }
+
+
+async def saturation(ctx: Context) -> dict[str, Any]:
+    """Many more jobs than the concurrency limit C: throughput vs the ideal C / latency."""
+    o = ctx.options
+    c = o.saturation_c
+    async with world(max_concurrent_jobs=c, extra_members=o.saturation_users) as w:
+        await warm_up(w)
+        people = users(w, o.saturation_users)
+        w.gemini.latency = o.latency
+        ixs = await burst(people, o.saturation_jobs, "1K", "saturate")
+        done = await w.results(ixs, job_timeout(o, o.saturation_jobs, c))
+        t0 = min(ix.record.created for ix in ixs)
+        makespan = max(done) - t0
+        calls = w.gemini.timings_since(t0)
+        service = sum(t.service for t in calls) / len(calls)
+        max_in_flight = w.gemini.max_in_flight
+    achieved = o.saturation_jobs / makespan
+    efficiency = achieved / (c / service)
+    return {
+        "concurrency": c,
+        "jobs": o.saturation_jobs,
+        "users": o.saturation_users,
+        "latency_s": o.latency,
+        "makespan_s": round(makespan, 4),
+        "ideal_makespan_s": round(o.saturation_jobs / c * service, 4),
+        "model_time_per_call_s": round(service, 4),
+        "jobs_per_s": round(achieved, 4),
+        "efficiency": round(efficiency, 4),
+        "efficiency_vs_configured_latency": round(achieved / (c / o.latency), 4),
+        "gemini_calls": len(calls),
+        "gemini_max_in_flight": max_in_flight,
+        "checks": [
+            check("saturation efficiency", efficiency, 0.95, higher_is_better=True),
+            check("gemini max in flight", max_in_flight, c),
+        ],
+    }
+
+
+def window_lag(w: World, start: float, end: float) -> dict[str, float]:
+    """Lag statistics of the bot's loop between two monotonic times (bot already stopped)."""
+    starts, lags = w.bot.lag_samples()
+    inside = [lag for s, lag in zip(starts, lags, strict=True) if start <= s <= end]
+    return summary(inside)
+
+
+async def loop_lag(ctx: Context) -> dict[str, Any]:
+    """Event-loop lag while 4K results are fitted and posted."""
+    o = ctx.options
+    async with world(lag=True, extra_members=4) as w:
+        await ctx.prewarm(o.lag_size)
+        await warm_up(w, ("1K", o.lag_size))
+        people = users(w, 4)
+        w.gemini.latency = o.latency
+        started = time.monotonic()
+        ixs = await burst(people, o.lag_jobs, o.lag_size, "lag")
+        done = await w.results(ixs, job_timeout(o, o.lag_jobs, 4))
+        calls = w.gemini.timings_since(started)
+        first_answer = min(t.finished for t in calls)
+        await w.bot.stop()
+        fitting = window_lag(w, first_answer, max(done))
+        whole = window_lag(w, started, max(done))
+    return {
+        "jobs": o.lag_jobs,
+        "size": o.lag_size,
+        "sampler_period_s": 0.01,
+        "window_s": round(max(done) - first_answer, 4),
+        "lag_while_fitting_s": fitting,
+        "lag_whole_run_s": whole,
+        "checks": [
+            check("loop lag max (fit+post)", fitting["max"], 0.1, unit="s"),
+        ],
+    }
+
+
+async def memory(ctx: Context) -> dict[str, Any]:
+    """Peak RSS of the bot process with N concurrent 4K jobs (fakes not counted)."""
+    o = ctx.options
+    n = o.memory_jobs
+    per_user = max(1, -(-n // 4))
+    settings = {
+        "max_concurrent_jobs": n,
+        "max_running_per_user": per_user,
+        "max_queued_per_user": max(10, per_user),
+        "gemini_max_in_flight": n,
+    }
+    async with world(extra_members=4, **settings) as w:
+        await ctx.prewarm(o.memory_size)
+        await warm_up(w)
+        baseline = w.bot.status()
+        peak_rss = 0
+        sampling = True
+
+        async def sample() -> None:
+            nonlocal peak_rss
+            while sampling:
+                peak_rss = max(peak_rss, w.bot.status().get("VmRSS", 0))
+                await asyncio.sleep(0.05)
+
+        sampler = asyncio.create_task(sample())
+        people = users(w, 4)
+        w.gemini.latency = o.latency
+        ixs = await burst(people, n, o.memory_size, "memory")
+        await w.results(ixs, job_timeout(o, n, n) + n * 5)
+        sampling = False
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        final = w.bot.status()
+        max_in_flight = w.gemini.max_in_flight
+    hwm_mib = final.get("VmHWM", 0) / 1024
+    return {
+        "jobs": n,
+        "size": o.memory_size,
+        "gemini_max_in_flight": max_in_flight,
+        "baseline_rss_mib": round(baseline.get("VmRSS", 0) / 1024, 1),
+        "peak_rss_sampled_mib": round(peak_rss / 1024, 1),
+        "peak_rss_hwm_mib": round(hwm_mib, 1),
+        "checks": [check(f"peak RSS, {n} x {o.memory_size}", hwm_mib, 600, unit="MiB")],
+    }
+
+
+def request_cost(body: dict[str, Any], raw_bytes: int) -> dict[str, Any]:
+    """Bytes, turns, images and an estimate of input tokens (4 chars a token, 560 an image:
+    the bot's own estimate rule) of one generateContent request."""
+    text = 0
+    images = 0
+    turns = body.get("contents") or []
+    for content in turns:
+        for part in content.get("parts") or []:
+            if part.get("thought"):
+                continue
+            if "text" in part:
+                text += len(part["text"])
+            if "inlineData" in part or "inline_data" in part:
+                images += 1
+    return {
+        "request_bytes": raw_bytes,
+        "turns": len(turns),
+        "images": images,
+        "token_estimate": (text + 3) // 4 + images * TOKENS_PER_INPUT_IMAGE,
+    }
+
+
+async def chain(ctx: Context) -> dict[str, Any]:
+    """Request size of steps 1..N of one chain: the history window keeps it bounded."""
+    o = ctx.options
+    latency = min(o.latency, o.chain_latency)
+    steps: list[dict[str, Any]] = []
+    async with world() as w:
+        await warm_up(w)
+        w.gemini.latency = latency
+        alice = w.discord.user("alice")
+        ix = await alice.slash("imagine", prompt="a lighthouse on a cliff at dusk")
+        await w.result(ix, job_timeout(o))
+        root = ix.record.original_id
+        assert root is not None
+        thread = root  # a thread made from a message has that message's id
+        for k in range(1, o.chain_steps + 1):
+            since = time.monotonic()
+            text = f"step {k}: add one more seagull and warm the light a little"
+            if k == 1:
+                await alice.reply(root, text)
+            else:
+                await alice.say(thread, text)
+            await w.wait(
+                lambda k=k: len(w.clock.results_in(thread)) >= k,  # type: ignore[misc]
+                job_timeout(o),
+                f"chain step {k}",
+            )
+            call = w.gemini.timings_since(since)[-1].request
+            raw = int(call.headers.get("Content-Length") or 0) or len(json.dumps(call.body))
+            steps.append({"step": k, **request_cost(call.normalized, raw)})
+    by_step = {s["step"]: s for s in steps}
+    quoted = [k for k in (1, 5, 10) if k in by_step] or [steps[-1]["step"]]
+    last = steps[-1]
+    plateau = by_step.get(5, steps[len(steps) // 2])
+    growth = last["request_bytes"] / plateau["request_bytes"]
+    return {
+        "steps_run": len(steps),
+        "history_window": Settings.model_fields["chain_history_steps"].default,
+        "model_latency_s": latency,
+        "quoted_steps": [by_step[k] for k in quoted],
+        "steps": steps,
+        "growth_last_vs_middle": round(growth, 4),
+        "checks": [
+            check(
+                f"request bytes step {last['step']} / step {plateau['step']}",
+                growth,
+                1.10,
+            )
+        ],
+    }
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "overhead": overhead,
+    "ack": acknowledgements,
+    "saturation": saturation,
+    "lag": loop_lag,
+    "memory": memory,
+    "chain": chain,
+}
