@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -51,30 +52,44 @@ class LagSampler:
 
 
 def watch_stalls(threshold: float = 0.05) -> Callable[[], None]:
-    """Diagnostics ($BENCH_WATCHDOG=1): when the loop has not ticked for `threshold`, print
-    every thread's stack to stderr (the bot's log) once per stall. Returns the tick function
-    the loop must call often."""
+    """Diagnostics ($BENCH_WATCHDOG=1): while the loop has not ticked for `threshold`, print
+    (to stderr: the bot's log) the innermost frames of every busy thread every few ms, and
+    every garbage collection over 10 ms. Returns the tick function the loop must call often."""
     last = [time.monotonic()]
     main_id = threading.get_ident()
+    gc_started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            gc_started[0] = time.monotonic()
+        elif time.monotonic() - gc_started[0] > 0.01:
+            took = (time.monotonic() - gc_started[0]) * 1000
+            print(f"GC gen {info['generation']} took {took:.0f} ms", file=sys.stderr)
+
+    gc.callbacks.append(on_gc)
 
     def tick() -> None:
         last[0] = time.monotonic()
 
+    def snapshot(stalled_ms: float) -> str:
+        lines = [f"STALL {stalled_ms:.0f} ms"]
+        for ident, frame in sys._current_frames().items():
+            if ident == threading.get_ident():
+                continue
+            stack = traceback.extract_stack(frame)
+            if ident != main_id and stack[-1].filename.endswith(("threading.py", "queue.py")):
+                continue  # idle worker
+            name = "LOOP" if ident == main_id else f"t{ident % 10000}"
+            where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-4:][::-1])
+            lines.append(f"  {name}: {where}")
+        return "\n".join(lines)
+
     def watch() -> None:
-        reported = 0.0
         while True:
-            time.sleep(threshold / 4)
-            stalled_since = last[0]
-            if time.monotonic() - stalled_since > threshold and stalled_since != reported:
-                reported = stalled_since
-                lines = [f"STALL > {threshold * 1000:.0f} ms; stacks:"]
-                for ident, frame in sys._current_frames().items():
-                    stack = traceback.format_stack(frame)
-                    if ident == main_id:
-                        lines.append("--- loop thread\n" + "".join(stack[-12:]))
-                    elif "threading.py" not in stack[-1]:  # busy, not waiting on a queue
-                        lines.append(f"--- thread {ident}\n" + "".join(stack[-4:]))
-                print("\n".join(lines), file=sys.stderr, flush=True)
+            time.sleep(threshold / 5)
+            stalled = time.monotonic() - last[0]
+            if stalled > threshold:
+                print(snapshot(stalled * 1000), file=sys.stderr, flush=True)
 
     threading.Thread(target=watch, daemon=True, name="stall-watchdog").start()
     return tick

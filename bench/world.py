@@ -26,7 +26,7 @@ from tests.fakes.discord_driver import FakeInteraction
 from tests.fakes.discord_server import FakeDiscord
 
 REPO = Path(__file__).resolve().parent.parent
-KIB = 1024
+READY_LINE = "bot.client: logged in as"  # what on_ready logs
 
 
 def read_status_kib(pid: int) -> dict[str, int]:
@@ -79,6 +79,11 @@ class BotProcess:
 
     def status(self) -> dict[str, int]:
         return read_status_kib(self.pid)
+
+    def log_text(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_file.read_text(errors="replace")
+        return ""
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -195,6 +200,8 @@ async def world(
                 60,
                 "the bot to connect and sync its commands",
             )
+            # on_ready (after guild_ready_timeout) runs restart recovery: measure after it
+            await w.wait(lambda: READY_LINE in bot.log_text(), 60, "the bot's on_ready")
             yield w
         finally:
             await bot.stop()

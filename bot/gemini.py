@@ -474,10 +474,22 @@ class _SdkLoop:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure()))
 
     def stop(self) -> None:
+        """Cancel what still runs there (a shutdown may not wait for it), then end the thread."""
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None:
             return
+
+        async def drain() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(drain(), loop).result(timeout=5)
+        except Exception:  # best effort at shutdown
+            log.debug("gemini SDK loop did not drain", exc_info=True)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         if not thread.is_alive():

@@ -301,3 +301,26 @@ async def test_a_new_field_is_added_and_said_so(bot_harness: BotHarness) -> None
     sheet = await _contact_sheet(fake, ix)
     assert "`lighting.mood` was not in the spec, so it was added." in sheet.content
     assert sorted(r.spec["lighting"]["mood"] for r in gemini.requests if r.spec) == ["dawn", "dusk"]
+
+
+async def test_a_private_batch_stays_private(bot_harness: BotHarness) -> None:
+    fake = bot_harness.discord
+    alice = fake.user("alice")
+    settings = await alice.slash("settings", private=True)
+    await settings.wait_ack()
+    await settings.original()
+    ix = await alice.slash(
+        "batch",
+        field="subject",
+        values="a fox, an owl",
+        json='{"task": "generate_image", "subject": "a fox"}',
+    )
+    sheet = await _contact_sheet(fake, ix)
+    assert sheet.ephemeral and sheet.visible_to == alice.id
+    assert "2 of 2 images" in sheet.content
+    assert "](https://discord.com" not in sheet.content  # no links to messages others can't see
+    await ix.wait_followups(2)
+    variants = _variant_messages(ix)
+    assert sorted(variants) == ["a fox", "an owl"]
+    assert all(m.ephemeral and m.visible_to == alice.id for m in variants.values())
+    assert not [m for m in fake.messages_in("general") if m.author.id == fake.bot_user.id]

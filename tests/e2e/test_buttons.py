@@ -96,11 +96,15 @@ async def test_delete_is_for_the_requester_only(bot_harness: BotHarness) -> None
 async def test_cancel_while_queued(harness: BotHarness) -> None:
     await harness.start(max_concurrent_jobs=1)
     fake, gemini = harness.discord, harness.gemini
-    gemini.latency = 1.0
+    gemini.fail_next("slow", delay=3.0)  # the first job holds the only slot a while
     alice, bob, carol = fake.user("alice"), fake.user("bob"), fake.user("carol")
     running = await alice.slash("imagine", prompt="first, running")
-    await running.wait_ack(3)
-    await fake._wait(lambda: len(gemini.requests) + gemini.in_flight >= 1, 5, "the first call")
+    await fake._wait(
+        lambda: running.original_message is not None
+        and "Generating" in running.original_message.content,
+        5,
+        "the first job to run",
+    )
     queued = await bob.slash("imagine", prompt="second, to be cancelled")
     third = await carol.slash("imagine", prompt="third, waits its turn")
     await fake.wait_for_message(

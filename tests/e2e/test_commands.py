@@ -172,15 +172,15 @@ async def test_progress_then_result_in_the_same_message(bot_harness: BotHarness)
 async def test_settings_defaults_apply_when_options_are_left_out(bot_harness: BotHarness) -> None:
     fake, gemini = bot_harness.discord, bot_harness.gemini
     alice, bob = fake.user("alice"), fake.user("bob")
-    ix = await alice.slash("settings", model="flash", aspect="4:3", size="2K")
+    ix = await alice.slash("settings", model="flash", aspect="4:3", size="512")
     await ix.wait_ack(3)
     await result_of(await alice.slash("imagine", prompt="a red kite"))
     request = gemini.requests[-1]
     assert request.model == "gemini-3.1-flash-image"
-    assert request.image_config == {"aspectRatio": "4:3", "imageSize": "2K"}
+    assert request.image_config == {"aspectRatio": "4:3", "imageSize": "512"}
     # an explicit option beats the default; other people keep the built-in defaults
     await result_of(await alice.slash("imagine", prompt="a red kite", aspect="1:1"))
-    assert gemini.requests[-1].image_config == {"aspectRatio": "1:1", "imageSize": "2K"}
+    assert gemini.requests[-1].image_config == {"aspectRatio": "1:1", "imageSize": "512"}
     await result_of(await bob.slash("imagine", prompt="a blue kite"))
     assert gemini.requests[-1].model == "gemini-3-pro-image"
     assert gemini.requests[-1].image_config == {"aspectRatio": "1:1", "imageSize": "1K"}

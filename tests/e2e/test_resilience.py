@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.e2e.harness import BotHarness
@@ -40,16 +41,24 @@ async def final_message(ix: FakeInteraction, *, within: float = 20) -> MessageRe
     return message
 
 
+async def until(condition: Callable[[], bool], what: str, within: float = 10) -> None:
+    """Poll a condition the fakes do not announce (Gemini's in-flight count)."""
+    for _ in range(int(within / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
 async def until_generating(fake: FakeDiscord, gemini: FakeGemini, ix: FakeInteraction) -> None:
     """Until the job is at Gemini and its message says so."""
     await ix.wait_ack(3)
     await fake._wait(
-        lambda: gemini.in_flight >= 1
-        and ix.original_message is not None
-        and "Generating" in ix.original_message.content,
+        lambda: ix.original_message is not None and "Generating" in ix.original_message.content,
         10,
-        "the job to be generating",
+        "the job to say it is generating",
     )
+    await until(lambda: gemini.in_flight >= 1, "the request to reach Gemini")
 
 
 async def job_recorded(harness: BotHarness, message_id: int | None) -> None:
@@ -191,7 +200,7 @@ async def test_fair_queue_while_one_user_floods(harness: BotHarness) -> None:
     gemini.latency = 0.15
     alice, bob = fake.user("alice"), fake.user("bob")
     floods = [await alice.slash("imagine", prompt=f"alice {i}") for i in range(6)]
-    await fake._wait(lambda: gemini.in_flight >= 1, 5, "alice's first job to start")
+    await until(lambda: gemini.in_flight >= 1, "alice's first job to start")
     bobs = await bob.slash("imagine", prompt="bob 0")
     for ix in [*floods, bobs]:
         await result_of(ix, within=30)
@@ -299,7 +308,7 @@ async def test_result_after_the_token_expired_is_posted_in_the_channel(
     bot_harness: BotHarness,
 ) -> None:
     fake, gemini = bot_harness.discord, bot_harness.gemini
-    gemini.latency = 1
+    gemini.latency = 2
     alice = fake.user("alice")
     ix = await alice.slash("imagine", prompt="a very slow render")
     await until_generating(fake, gemini, ix)
