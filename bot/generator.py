@@ -97,11 +97,19 @@ def public_spec(spec: dict[str, Any], *, owner_view: bool) -> dict[str, Any]:
         metadata.pop("resolved_inputs", None)
         if not metadata:
             out.pop("metadata")
-    if not owner_view:
-        for item in out.get("inputs") or []:
-            if isinstance(item, dict) and str(item.get("data", "")).startswith("anchor:"):
-                item["data"] = "anchor:(private)"
-    return out
+    return out if owner_view else _hide_anchor_refs(out)
+
+
+def _hide_anchor_refs(value: Any) -> Any:
+    """Every "anchor:NAME" reference, in inputs or wherever an author put one, as
+    "anchor:(private)"."""
+    if isinstance(value, str):
+        return "anchor:(private)" if value.strip().lower().startswith("anchor:") else value
+    if isinstance(value, list):
+        return [_hide_anchor_refs(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _hide_anchor_refs(v) for k, v in value.items()}
+    return value
 
 
 class Generator:
@@ -288,7 +296,14 @@ class Generator:
         await updater.close()
         row = job.data["job_row"]
         if self.shutting_down:
-            return  # left open in the store: recover() resumes it on the next start
+            # Left open in the store: recover() resumes it on the next start. Say so, rather
+            # than leave "Generating… 12 s" standing still.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await target.show(
+                        "⏸️ The bot is restarting; this request continues when it is back."
+                    )
+            return
         if final.state is JobState.DONE:
             await self.store.update_job(row, status="done")
             return
@@ -310,7 +325,15 @@ class Generator:
         gen = await self.store.get_generation(gen_id)
         if gen is not None and gen.status in ("queued", "running"):
             await self.store.fail_generation(gen_id, status=status, error_kind=kind, error=text)
-        with_retry = final.state is not JobState.CANCELLED
+        elif gen is not None and gen.status == "done":
+            # The image was made (and counted) but posting it failed: it is not lost.
+            text = (
+                f"Your image #{gen_id} was made but could not be posted here; "
+                f"/history id:{gen_id} shows it."
+            )
+        with_retry = final.state is not JobState.CANCELLED and not (
+            gen is not None and gen.status == "done"
+        )
         try:
             await target.finish(
                 content=f"❌ {text}" if with_retry else f"🚫 {text}",

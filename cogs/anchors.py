@@ -81,7 +81,9 @@ class SaveAnchorModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         try:
             name = check_anchor_name(self.name_input.value)
-            kind = check_anchor_kind(self.kind_select.values[0] if self.kind_select.values else None)
+            kind = check_anchor_kind(
+                self.kind_select.values[0] if self.kind_select.values else None
+            )
             bot = bot_of(interaction)
             if await bot.store.get_anchor(interaction.user.id, name) is not None:
                 raise clash(name)

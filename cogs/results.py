@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.flows import acknowledge, check_request_quota, fail_privately
-from bot.generator import InputImage, public_spec
+from bot.generator import InputImage, Submission, public_spec
 from bot.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
 from bot.targets import InteractionTarget
 from cogs._shared import bot_of
@@ -85,7 +85,11 @@ class Results(commands.Cog):
         if kind == "retry":
             require_owner(interaction, gen, "retry")
         private = gen.private
-        await acknowledge(interaction, private=private)
+        if kind == "retry" and interaction.message is not None:
+            # The failure message itself turns back into progress, then the result.
+            await interaction.response.defer()
+        else:
+            await acknowledge(interaction, private=private)
         sub = await bot.generator.submission_from(
             gen,
             kind=gen.kind if kind == "retry" else kind,
@@ -117,10 +121,6 @@ class Results(commands.Cog):
         require_may_reuse(interaction, gen)
         if gen.output_image is None:
             raise UserError("This result has no image to upscale.")
-        stored = await bot.store.get_image(gen.output_image)
-        if stored is None:
-            raise UserError("This image is past the retention period and no longer stored.")
-        data, mime = stored
         prepared = prepare(
             {
                 "task": "edit_image",
@@ -131,11 +131,13 @@ class Results(commands.Cog):
             Defaults(model=gen.model, size=size, aspect=gen.aspect),
         )
         await acknowledge(interaction, private=gen.private)
+        stored = await bot.store.get_image(gen.output_image)  # megabytes: after the ack
+        if stored is None:
+            raise UserError("This image is past the retention period and no longer stored.")
+        data, mime = stored
         await check_request_quota(
             bot, interaction.user.id, interaction.guild_id, prepared, images=1
         )
-        from bot.generator import Submission
-
         sub = Submission(
             user_id=interaction.user.id,
             guild_id=interaction.guild_id,

@@ -87,8 +87,10 @@ async def test_blocked_prompt_then_retry(bot_harness: BotHarness) -> None:
     gen = await bot_harness.bot.store.get_generation(generation_id(failed))
     assert gen is not None and gen.status == "blocked" and gen.cost == 0
     again = await result_of(await alice.click(failed, "Retry"))
+    assert again.id == failed.id  # retried in place: the failure becomes the result
     assert gemini.requests[-1].spec == gemini.requests[0].spec
     assert fake_mark_of(image_of(fake, again)) == gemini.issued[-1].mark
+    assert "Retry" not in again.button_labels
 
 
 async def test_image_safety_block_then_retry(bot_harness: BotHarness) -> None:
@@ -246,6 +248,7 @@ async def test_job_interrupted_by_a_restart_is_resumed(harness: BotHarness) -> N
         predicate=lambda m: m.id == progress_id and is_result(m), since=0, timeout=20
     )
     assert generation_id(result) == await gen_before  # the same request, carried on
+    assert any("restarting" in e.content for e in result.edits)  # said so while down
     assert len(gemini.requests) == 2
     assert [str(r.spec["subject"]) for r in gemini.requests if r.spec] == [
         "survives a restart"
