@@ -189,6 +189,12 @@ async def test_list_and_show_are_private(bot_harness: BotHarness) -> None:
     assert fake.attachment_bytes(image) == await stored_bytes(h, logo)
     assert "kestrel" not in public_text(fake) and "logo_2" not in public_text(fake)
 
+    # stored normalised: at most 2048 px on the long side
+    await alice.slash(
+        "anchor save", name="wide", image=Upload("wide.png", png_bytes(3000, 1000)), kind="object"
+    )
+    await private_reply(fake, alice, "Saved anchor **wide** (object, 2048×683)")
+
 
 # ---- privacy between users -----------------------------------------------------------------
 
@@ -258,6 +264,10 @@ async def test_model_limits_are_checked_before_any_call(bot_harness: BotHarness)
     names = [f"a{i}" for i in range(1, 8)]
     for i, name in enumerate(names):
         await save(h, alice, name, (30 * i, 100, 200 - 20 * i))
+
+    # autocomplete continues a comma-separated list with the names not yet in it
+    choices = await alice.autocomplete("imagine", "anchors", "a3, a", prompt="x")
+    assert [c["value"] for c in choices] == [f"a3, {n}" for n in names if n != "a3"]
 
     await alice.slash("imagine", prompt="a team photo", anchors=",".join(names))
     await private_reply(fake, alice, "7 identity anchors, but Nano Banana Pro keeps at most 6")

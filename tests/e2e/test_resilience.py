@@ -241,13 +241,13 @@ async def test_job_interrupted_by_a_restart_is_resumed(harness: BotHarness) -> N
     await until_generating(fake, gemini, ix)
     progress_id = ix.record.original_id
     await job_recorded(harness, progress_id)
-    gen_before = generation_id_in_store(harness)
+    gen_before = await generation_id_in_store(harness)
     gemini.latency = 0
     await harness.restart()
     result = await fake.wait_for_message(
         predicate=lambda m: m.id == progress_id and is_result(m), since=0, timeout=20
     )
-    assert generation_id(result) == await gen_before  # the same request, carried on
+    assert generation_id(result) == gen_before  # the same request, carried on
     assert any("restarting" in e.content for e in result.edits)  # said so while down
     assert len(gemini.requests) == 2
     assert [str(r.spec["subject"]) for r in gemini.requests if r.spec] == [
