@@ -24,7 +24,7 @@ from google.genai import types
 from bot.config import capability, estimate_cost
 from bot.errors import UserError
 from bot.gemini import content_from_json
-from bot.generator import Generator, InputImage, Submission
+from bot.generator import Generator, InputImage, Submission, uses_anchors
 from bot.preferences import preferences_for
 from bot.prompts import (
     Defaults,
@@ -426,6 +426,17 @@ class Chains:
             if gen.chain_id == chain_id:
                 await generator.wait_for(gen.id)
 
+    async def _refuse_others_anchors(self, parent: GenerationRow, user_id: int) -> None:
+        """The history window re-sends earlier steps' inputs; if one of them is somebody
+        else's anchor (a face, say), only that person may continue from here."""
+        window = max(1, self.bot.settings.chain_history_steps)
+        for step in await self.bot.store.chain_lineage(parent.id, limit=window):
+            if step.user_id != user_id and uses_anchors(step.spec):
+                raise UserError(
+                    "This chain uses someone else's private anchors, so only they can continue "
+                    "it. Start your own edit with the Edit image menu or /edit."
+                )
+
     async def step_submission(
         self,
         chain: ChainRow,
@@ -473,6 +484,7 @@ class Chains:
             images=1,
             cost=estimate_cost(prepared.model, prepared.size),
         )
+        await self._refuse_others_anchors(parent, request.user_id)
         current = compile_request(prepared, [item.image for item in resolved]).user_content()
         history = await build_history(self.bot.generator, parent.id, current=current)
         return Submission(

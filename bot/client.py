@@ -79,6 +79,7 @@ class NanoBananaBot(commands.Bot):
         self._maintenance: asyncio.Task[None] | None = None
         self._recovered = False
         self._shutdown: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         s = self.settings
@@ -117,7 +118,9 @@ class NanoBananaBot(commands.Bot):
         log.info("logged in as %s (%s)", self.user, getattr(self.user, "id", "?"))
         if not self._recovered:
             self._recovered = True
-            await self.generator.recover()
+            # Our own task, so that a shutdown can stop it before the store closes.
+            self._recovery = asyncio.create_task(self.generator.recover())
+            await asyncio.shield(self._recovery)
 
     async def _maintain(self) -> None:
         """Retention: image bytes of inactive results past the retention period go."""
@@ -142,6 +145,10 @@ class NanoBananaBot(commands.Bot):
     async def _close_everything(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
+        if self._recovery is not None and not self._recovery.done():
+            # What it has not handled yet stays open in the store for the next start.
+            self._recovery.cancel()
+            await asyncio.wait({self._recovery})
         if hasattr(self, "queue"):
             if hasattr(self, "generator"):
                 self.generator.shutting_down = True

@@ -88,6 +88,14 @@ def stored_spec(prepared: PreparedSpec, inputs: list[InputImage]) -> dict[str, A
     return spec
 
 
+def uses_anchors(spec: dict[str, Any]) -> bool:
+    """Whether a stored spec sent any saved anchor (someone's personal data) to the model."""
+    return any(
+        isinstance(item, dict) and str(item.get("data", "")).startswith("anchor:")
+        for item in spec.get("inputs") or []
+    )
+
+
 def public_spec(spec: dict[str, Any], *, owner_view: bool) -> dict[str, Any]:
     """The spec as shown to people: internal bookkeeping dropped, anchor names hidden
     from anyone but their owner (anchors are personal data)."""
@@ -297,12 +305,14 @@ class Generator:
         row = job.data["job_row"]
         if self.shutting_down:
             # Left open in the store: recover() resumes it on the next start. Say so, rather
-            # than leave "Generating… 12 s" standing still.
+            # than leave "Generating… 12 s" standing still (unless the result is already out).
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
-                    await target.show(
-                        "⏸️ The bot is restarting; this request continues when it is back."
-                    )
+                    gen = await self.store.get_generation(gen_id)
+                    if gen is not None and gen.status in ("queued", "running"):
+                        await target.show(
+                            "⏸️ The bot is restarting; this request continues when it is back."
+                        )
             return
         if final.state is JobState.DONE:
             await self.store.update_job(row, status="done")
@@ -550,20 +560,36 @@ class Generator:
 
     async def recover(self) -> None:
         """After a restart: every job the last process left open is resumed in the message
-        that showed it, or its result or failure is delivered; never silently dropped."""
+        that showed it, or its result or failure is delivered; never silently dropped.
+
+        A row is closed only once its job was handled, so a shutdown during recovery leaves
+        the rest for the next start (a generation seen twice is handled once)."""
+        seen: set[int] = set()
         for row in await self.store.open_jobs():
             if self._first_own_job_row is not None and row.id >= self._first_own_job_row:
                 continue  # queued by this process before on_ready: not a leftover
-            await self.store.update_job(row.id, status="interrupted")
             gen = await self.store.get_generation(row.generation_id)
-            if gen is None:
-                continue
-            info = {"channel_id": gen.channel_id, "private": gen.private, **row.payload}
-            target = ResumedTarget(self.bot, info, user_id=gen.user_id)
-            try:
-                await self._recover_one(gen, target)
-            except Exception:  # one bad record must not stop the others, nor the bot
-                log.exception("could not recover generation %s", gen.id)
+            if gen is not None and gen.id not in seen:
+                seen.add(gen.id)
+                info = {"channel_id": gen.channel_id, "private": gen.private, **row.payload}
+                target = ResumedTarget(self.bot, info, user_id=gen.user_id)
+                try:
+                    await self._recover_one(gen, target)
+                except Exception:  # one bad record must not stop the others, nor the bot
+                    log.exception("could not recover generation %s", gen.id)
+                    with contextlib.suppress(Exception):
+                        await self.store.fail_generation(
+                            gen.id,
+                            status="failed",
+                            error_kind="interrupted",
+                            error="The bot restarted and could not resume this.",
+                        )
+                        await target.finish(
+                            content="❌ The bot restarted before this finished and could not "
+                            "resume it. Nothing was charged.",
+                            view=action_view(gen.id, ["retry"]),
+                        )
+            await self.store.update_job(row.id, status="interrupted")
 
     async def _recover_one(self, gen: GenerationRow, target: ResumedTarget) -> None:
         if gen.status in ("queued", "running"):

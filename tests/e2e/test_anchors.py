@@ -522,3 +522,15 @@ async def test_anchor_in_a_chain_step(bot_harness: BotHarness) -> None:
     )
     assert answer.reference_id is not None
     assert len(gemini.requests) == calls
+
+    # and Bob cannot continue Alice's anchored chain: its history would resend her face
+    await bob.reply(step, "make it night")
+    refused = await fake.wait_for_message(
+        predicate=lambda m: "someone else's private anchors" in m.text, timeout=10
+    )
+    assert refused.reference_id is not None
+    assert len(gemini.requests) == calls
+    # Alice herself still can
+    await alice.reply(step, "make it night")
+    await result(fake)
+    assert len(gemini.requests) == calls + 1
