@@ -145,7 +145,7 @@ async def test_refine_button_opens_a_modal_and_edits_the_image(bot_harness: BotH
     alice = fake.user("alice")
     ix = await alice.click(first, "Refine")
     assert await ix.wait_ack(3) == 9
-    await alice.submit_modal(ix, {"changes": "give it a tiny hat"})
+    submitted = await alice.submit_modal(ix, {"changes": "give it a tiny hat"})
     refined = await fake.wait_for_message(
         predicate=lambda m: bool(m.embeds) and any(
             f.filename.startswith("nano-banana") for f in m.files
@@ -160,6 +160,13 @@ async def test_refine_button_opens_a_modal_and_edits_the_image(bot_harness: BotH
     assert fake_mark_of(image_of(fake, refined)) == gemini.issued[-1].mark
     assert refined.channel_id == first.id  # in the result's thread (thread id == message id)
     assert "Undo" in refined.button_labels
+    # the modal's own answer points to the step in the thread
+    await fake._wait(
+        lambda: submitted.original_message is not None
+        and str(refined.id) in submitted.original_message.content,
+        5,
+        "a link to the refined image",
+    )
 
 
 async def test_buttons_work_after_a_restart(harness: BotHarness) -> None:
