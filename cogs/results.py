@@ -15,7 +15,7 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.flows import acknowledge, check_request_quota, fail_privately
-from bot.generator import InputImage, Submission, public_spec
+from bot.generator import InputImage, Submission, public_spec, uses_anchors
 from bot.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
 from bot.targets import InteractionTarget
 from cogs._shared import bot_of
@@ -36,13 +36,6 @@ async def load_generation(interaction: discord.Interaction, gid: int) -> Generat
     return gen
 
 
-def uses_anchors(gen: GenerationRow) -> bool:
-    return any(
-        isinstance(i, dict) and str(i.get("data", "")).startswith("anchor:")
-        for i in gen.spec.get("inputs") or []
-    )
-
-
 def require_owner(interaction: discord.Interaction, gen: GenerationRow, what: str) -> None:
     if interaction.user.id != gen.user_id:
         raise UserError(f"Only the person who asked for this image can {what} it.")
@@ -50,7 +43,7 @@ def require_owner(interaction: discord.Interaction, gen: GenerationRow, what: st
 
 def require_may_reuse(interaction: discord.Interaction, gen: GenerationRow) -> None:
     """Others may reroll or upscale a result, but never with someone's private anchors."""
-    if interaction.user.id != gen.user_id and uses_anchors(gen):
+    if interaction.user.id != gen.user_id and uses_anchors(gen.spec):
         raise UserError(
             "This image was made with someone's private anchors; only they can reuse it."
         )

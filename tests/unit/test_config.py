@@ -99,7 +99,7 @@ def test_malformed_setting_is_one_line_naming_it(clean_env: Path, monkeypatch: p
 
 
 def test_missing_token_message(clean_env: Path) -> None:
-    with pytest.raises(ConfigError, match="DISCORD_TOKEN is not set.*\\.env"):
+    with pytest.raises(ConfigError, match=r"DISCORD_TOKEN is not set.*\.env"):
         require(load_settings(), "DISCORD_TOKEN")
 
 
