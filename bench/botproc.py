@@ -24,7 +24,7 @@ from array import array
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.client import NanoBananaBot, apply_discord_endpoints
+from bot.client import NanoBananaBot, apply_discord_endpoints, keep_big_buffers_returnable
 from bot.config import ConfigError, Settings, load_settings, require
 from bot.logging_setup import setup_logging
 
@@ -130,6 +130,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.secrets())
+    keep_big_buffers_returnable()  # as `python -m bot run` does
     sampler = LagSampler()
     try:
         asyncio.run(_run(settings, sampler))

@@ -44,6 +44,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Results processed at once (stored content, fit to the upload limit): each 4K one needs
+# ~150 MB while it is worked on and the work is CPU-bound, so more than the cores buys
+# nothing; twenty 4K answers arriving together then stay within a few hundred MB.
+HEAVY_SLOTS = 2
+
 BLOCKED_KINDS = {FailureKind.PROMPT_BLOCKED, FailureKind.OUTPUT_BLOCKED}
 
 
@@ -133,6 +138,7 @@ class Generator:
         # Job rows from this id on were created by this process: recover() (run at on_ready,
         # which can come after the first interactions) must not take them for leftovers.
         self._first_own_job_row: int | None = None
+        self._heavy = asyncio.Semaphore(HEAVY_SLOTS)
 
     # ------------------------------------------------------------------ submission
 
@@ -421,21 +427,23 @@ class Generator:
     ) -> None:
         image = result.images[0]
         sha = await self.store.put_image(image.data, image.mime_type)
-        await self.store.finish_generation(
-            gen_id,
-            output_image=sha,
-            output_mime=image.mime_type,
-            model_text=result.text,
-            # base64 of a 4K image: ~50 ms of CPU, kept off the event loop
-            model_content=await asyncio.to_thread(_content_json, result.content),
-            prompt_tokens=result.usage.prompt_tokens,
-            output_tokens=result.usage.output_tokens,
-            thoughts_tokens=result.usage.thoughts_tokens,
-            cost=result.cost,
-            model_version=result.model_version,
-            seconds=result.latency,
-            warnings=list(sub.prepared.warnings) + list(sub.prepared.overrides),
-        )
+        async with self._heavy:
+            await self.store.finish_generation(
+                gen_id,
+                output_image=sha,
+                output_mime=image.mime_type,
+                model_text=result.text,
+                # base64 of a 4K image (~50 ms of CPU, ~35 MB with the store's decoding):
+                # off the event loop, and only HEAVY_SLOTS at a time
+                model_content=await asyncio.to_thread(_content_json, result.content),
+                prompt_tokens=result.usage.prompt_tokens,
+                output_tokens=result.usage.output_tokens,
+                thoughts_tokens=result.usage.thoughts_tokens,
+                cost=result.cost,
+                model_version=result.model_version,
+                seconds=result.latency,
+                warnings=list(sub.prepared.warnings) + list(sub.prepared.overrides),
+            )
         await self.store.record_usage(
             user_id=sub.user_id,
             guild_id=sub.guild_id,
@@ -455,9 +463,10 @@ class Generator:
         """Post (or re-post) a finished generation with its buttons."""
         limit = target.upload_limit
         for _attempt in range(3):
-            fitted = await asyncio.to_thread(
-                imaging.fit_to_limit, data, mime_type, limit_bytes=limit
-            )
+            async with self._heavy:
+                fitted = await asyncio.to_thread(
+                    imaging.fit_to_limit, data, mime_type, limit_bytes=limit
+                )
             filename = f"nano-banana-{gen.id}.{fitted.extension}"
             parent_step = None
             if gen.parent_id is not None:

@@ -249,8 +249,11 @@ class Account(commands.Cog):
         bot = bot_of(interaction)
         gen = await bot.store.get_generation(gid)
         mine = gen is not None and gen.user_id == interaction.user.id
-        # Someone else's result only if it was ever posted publicly; never say more.
-        if gen is None or not (mine or gen.public):
+        # Someone else's result only if it was ever posted publicly in this server (ids are
+        # sequential: anyone could page through every server's images); never say more.
+        if gen is None or not (
+            mine or (gen.public and gen.guild_id is not None and gen.guild_id == interaction.guild_id)
+        ):
             raise UserError(f"There is no generation #{gid} you can see.")
         if gen.is_open:
             raise UserError(f"#{gid} is still being made; it will be posted when it is ready.")

@@ -18,6 +18,7 @@ from bot.flows import fail_privately, run_request
 from bot.prompts import InputRef, RequestOptions
 from bot.resolver import download_attachment
 from bot.targets import ChannelTarget, InteractionTarget, Target
+from bot.ui import report_error
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
@@ -68,6 +69,12 @@ class ChangesModal(discord.ui.Modal):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self._cb(interaction, self.changes.value)
+
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
+        # discord.py's default only logs: the deferred "thinking…" would never be answered.
+        await report_error(interaction, error, where=f"the {self.title} modal")
 
 
 class ChainsCog(commands.Cog):
@@ -298,7 +305,11 @@ class ChainsCog(commands.Cog):
         if chain is None:
             await fail_privately(interaction, "This image is not part of a chain.")
             return
-        await interaction.response.defer(thinking=True)
+        # A private chain's steps are ephemeral: its Undo must not be announced publicly.
+        clicked = await bot.store.get_generation(gid)
+        await interaction.response.defer(
+            thinking=True, ephemeral=clicked is not None and clicked.private
+        )
         try:
             # In line with the chain's steps: an Undo after a message undoes that step.
             async with self.chains.turn(chain.id):

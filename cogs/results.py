@@ -77,6 +77,11 @@ class Results(commands.Cog):
         require_may_reuse(interaction, gen)
         if kind == "retry":
             require_owner(interaction, gen, "retry")
+        if gen.chain_id is not None and gen.parent_id is not None:
+            # The chain's history goes with the request: it may hold someone's anchor.
+            parent = await bot.store.get_generation(gen.parent_id)
+            if parent is not None:
+                await bot.chains._refuse_others_anchors(parent, interaction.user.id)
         private = gen.private
         if kind == "retry" and interaction.message is not None:
             # The failure message itself turns back into progress, then the result.
