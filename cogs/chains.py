@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -117,6 +118,19 @@ class ChainsCog(commands.Cog):
         except UserError as exc:
             with contextlib.suppress(discord.HTTPException):
                 await message.reply(str(exc)[:REPLY_LIMIT], mention_author=False)
+        except Exception:
+            # Never leave a message unanswered: say so, and log with context.
+            error_ref = uuid.uuid4().hex[:8]
+            log.exception(
+                "chain step from message %s failed (user %s, guild %s, ref %s)",
+                message.id, message.author.id, message.guild.id if message.guild else None,
+                error_ref,
+            )
+            with contextlib.suppress(discord.HTTPException):
+                await message.reply(
+                    f"Something went wrong on our side (reference `{error_ref}`). Please try again.",
+                    mention_author=False,
+                )
 
     async def _step_from_message(
         self,

@@ -178,10 +178,19 @@ class Results(commands.Cog):
         except UserError as exc:
             await fail_privately(interaction, str(exc))
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        if interaction.message is not None:
+        message = interaction.message
+        if message is not None and message.flags.ephemeral:
+            # An ephemeral message can only be removed through its own interaction.
+            await interaction.response.defer()
             try:
-                await interaction.message.delete()
+                await interaction.delete_original_response()
+            except discord.HTTPException:
+                await interaction.followup.send("I could not delete that message.", ephemeral=True)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if message is not None:
+            try:
+                await message.delete()
             except discord.HTTPException:
                 await interaction.followup.send("I could not delete that message.", ephemeral=True)
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -137,3 +138,40 @@ async def test_history_id_never_reposts_another_servers_image(bot_harness: BotHa
     assert not any(
         is_result(m) and m.visible_to == bob.id for m in fake.state.messages.values()
     )
+
+
+async def test_delete_removes_a_private_result(bot_harness: BotHarness) -> None:
+    """An ephemeral result can only be deleted through its interaction, not the channel."""
+    fake = bot_harness.discord
+    alice = fake.user("alice")
+    result = await imagine(fake, "alice", "a private teapot", private=True)
+    assert result.ephemeral
+    ix = await alice.click(result, "Delete")
+    await ix.wait_ack(timeout=3)
+    deadline = asyncio.get_running_loop().time() + 5
+    while not fake.state.messages[result.id].deleted:
+        assert asyncio.get_running_loop().time() < deadline, "the private result was not deleted"
+        await asyncio.sleep(0.05)
+    assert not [m for m in alice.ephemeral_messages() if "could not delete" in m.content]
+
+
+async def test_unexpected_error_in_a_chain_message_is_answered(
+    bot_harness: BotHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain message in a chain that hits a bug gets a reply with a reference, not silence."""
+    fake = bot_harness.discord
+    bot = bot_harness.bot
+    assert bot is not None
+    alice = fake.user("alice")
+    root = await imagine(fake, "alice", "a lighthouse at dusk")
+
+    async def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise RuntimeError("simulated bug")
+
+    bot.chains.run_step = broken  # type: ignore[method-assign]
+    caplog.set_level(logging.ERROR)
+    await alice.reply(root, "add fog")
+    answer = await fake.wait_for_message(
+        predicate=lambda m: "went wrong" in m.content and "reference" in m.content, timeout=10
+    )
+    assert answer.reference_id is not None
