@@ -1,4 +1,4 @@
-"""bot/imaging.py: hostile inbound files, fit-to-limit, contact sheets, grid splits.
+"""bot/imaging: hostile inbound files, fit-to-limit, contact sheets, grid splits.
 
 Every image is generated here; nothing is read from disk.
 """
