@@ -24,7 +24,7 @@ from google.genai import types
 from bot.config import capability, estimate_cost
 from bot.errors import UserError
 from bot.gemini import content_from_json
-from bot.generator import Generator, InputImage, Submission, uses_anchors
+from bot.generator import Generator
 from bot.preferences import preferences_for
 from bot.prompts import (
     Defaults,
@@ -37,6 +37,7 @@ from bot.prompts import (
 )
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver, Upload, anchor_mentions
+from bot.submission import InputImage, Submission, uses_anchors
 from bot.targets import Target
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ import discord
 from bot import imaging
 from bot.config import Settings, estimate_cost
 from bot.errors import UserError
-from bot.generator import InputImage, Submission
 from bot.preferences import Preferences, preferences_for
 from bot.prompts import PreparedSpec, RequestOptions, SpecError, Template, parse_vars, prepare
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver, Upload, download_attachment
+from bot.submission import InputImage, Submission
 from bot.targets import InteractionTarget
 from bot.ui import send_private
 

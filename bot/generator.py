@@ -14,8 +14,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -24,17 +23,18 @@ from google.genai import types
 from bot import imaging
 from bot.config import estimate_cost
 from bot.errors import UserError
-from bot.gemini import Failure, FailureKind, Generation, content_from_json
+from bot.gemini import Failure, FailureKind, Generation
 from bot.jobs import Job, JobQueue, JobState, QueueFull
+from bot.progress import ProgressUpdater
 from bot.prompts import (
     Defaults,
-    PreparedSpec,
     ResolvedImage,
     SpecError,
     compile_request,
     prepare,
 )
 from bot.quotas import reserve
+from bot.submission import InputImage, Submission, public_spec, stored_spec
 from bot.targets import ResumedTarget, Target
 from bot.ui import action_view, progress_text, result_actions, result_embed
 
@@ -50,79 +50,6 @@ log = logging.getLogger(__name__)
 HEAVY_SLOTS = 2
 
 BLOCKED_KINDS = {FailureKind.PROMPT_BLOCKED, FailureKind.OUTPUT_BLOCKED}
-
-
-@dataclass
-class InputImage:
-    """A resolved input image plus its content address in the store."""
-
-    image: ResolvedImage
-    sha: str
-
-
-@dataclass
-class Submission:
-    user_id: int
-    guild_id: int | None
-    channel_id: int
-    kind: str
-    prepared: PreparedSpec
-    inputs: list[InputImage] = field(default_factory=list)
-    history: list[types.Content] = field(default_factory=list)
-    chain_id: int | None = None
-    parent_id: int | None = None
-    batch_id: str | None = None
-    private: bool = False
-
-
-def stored_spec(prepared: PreparedSpec, inputs: list[InputImage]) -> dict[str, Any]:
-    """The spec as recorded: what was sent, plus which stored image each input resolved to."""
-    spec = prepared.spec.to_dict()
-    if inputs:
-        metadata = dict(spec.get("metadata") or {})
-        metadata["resolved_inputs"] = [
-            {
-                "sha": item.sha,
-                "mime_type": item.image.mime_type,
-                "description": item.image.description,
-                "anchor_kind": item.image.anchor_kind,
-            }
-            for item in inputs
-        ]
-        spec["metadata"] = metadata
-    return spec
-
-
-def uses_anchors(spec: dict[str, Any]) -> bool:
-    """Whether a stored spec sent any saved anchor (someone's personal data) to the model."""
-    return any(
-        isinstance(item, dict) and str(item.get("data", "")).startswith("anchor:")
-        for item in spec.get("inputs") or []
-    )
-
-
-def public_spec(spec: dict[str, Any], *, owner_view: bool) -> dict[str, Any]:
-    """The spec as shown to people: internal bookkeeping dropped, anchor names hidden
-    from anyone but their owner (anchors are personal data)."""
-    out = json.loads(json.dumps(spec))
-    metadata = out.get("metadata")
-    if isinstance(metadata, dict):
-        metadata.pop("resolved_inputs", None)
-        if not metadata:
-            out.pop("metadata")
-    return out if owner_view else _hide_anchor_refs(out)
-
-
-def _hide_anchor_refs(value: Any) -> Any:
-    """Every "anchor:NAME" reference, in inputs or wherever an author put one, as
-    "anchor:(private)"."""
-    if isinstance(value, str):
-        return "anchor:(private)" if value.strip().lower().startswith("anchor:") else value
-    if isinstance(value, list):
-        return [_hide_anchor_refs(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _hide_anchor_refs(v) for k, v in value.items()}
-    return value
 
 
 class Generator:
@@ -643,75 +570,3 @@ def _content_json(content: types.Content | None) -> dict[str, Any] | None:
     from bot.gemini import content_to_json
 
     return content_to_json(content)
-
-
-def history_content(data: dict[str, Any]) -> types.Content:
-    return content_from_json(data)
-
-
-class ProgressUpdater:
-    """Coalesces progress edits: at most one edit per interval, the latest text wins.
-
-    An edit already on its way is allowed to land before close() returns, so a late progress
-    edit can never overwrite the result that follows it."""
-
-    def __init__(
-        self,
-        target: Target,
-        interval: float,
-        *,
-        on_message: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self.target = target
-        self.interval = interval
-        self.on_message = on_message  # called when the target's message id becomes known
-        self._pending: tuple[str, discord.ui.View | None] | None = None
-        self._shown: tuple[str, bool] | None = None
-        self._last = 0.0
-        self._task: asyncio.Task[None] | None = None
-        self._sending = False
-        self._closed = False
-
-    def set(self, content: str, view: discord.ui.View | None) -> None:
-        if self._closed:
-            return
-        self._pending = (content, view)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush())
-
-    async def _flush(self) -> None:
-        while self._pending is not None and not self._closed:
-            wait = self._last + self.interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if self._pending is None or self._closed:
-                return
-            content, view = self._pending
-            self._pending = None
-            if self._shown == (content, view is not None):
-                continue  # same text and buttons: an edit would change nothing
-            self._last = time.monotonic()
-            known = self.target.message_id
-            self._sending = True
-            try:
-                await self.target.show(content, view=view)
-                self._shown = (content, view is not None)
-                if self.on_message is not None and self.target.message_id != known:
-                    await self.on_message()
-            except Exception:
-                log.exception("progress update failed")
-            finally:
-                self._sending = False
-
-    async def close(self) -> None:
-        self._closed = True
-        self._pending = None
-        task = self._task
-        if task is None or task.done():
-            return
-        if self._sending:
-            await asyncio.wait({task})
-        else:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -15,9 +15,9 @@ import discord
 
 from bot import imaging
 from bot.errors import UserError
-from bot.generator import InputImage
 from bot.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
 from bot.prompts.references import ROLE_LABELS
+from bot.submission import InputImage
 
 if TYPE_CHECKING:
     from bot.config import Settings

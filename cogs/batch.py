@@ -25,7 +25,6 @@ from bot import imaging
 from bot.config import estimate_cost, model_display_name
 from bot.errors import UserError
 from bot.flows import acknowledge, fail_privately, find_template, spec_from_template
-from bot.generator import Submission
 from bot.jobs import JobState
 from bot.preferences import preferences_for
 from bot.prompts import (
@@ -40,6 +39,7 @@ from bot.prompts import (
 )
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver
+from bot.submission import Submission
 from bot.targets import FollowupTarget, InteractionTarget
 from bot.ui import ordinal, truncate
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of, template_autocomplete

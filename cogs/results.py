@@ -15,8 +15,8 @@ from discord.ext import commands
 
 from bot.errors import UserError
 from bot.flows import acknowledge, check_request_quota, fail_privately
-from bot.generator import InputImage, Submission, public_spec, uses_anchors
 from bot.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
+from bot.submission import InputImage, Submission, public_spec, uses_anchors
 from bot.targets import InteractionTarget
 from cogs._shared import bot_of
 
