@@ -8,6 +8,7 @@ figures from the reference machine. Machines are noisy: medians and ratios, not 
     python -m bench                  # everything, ~4 minutes on 2 cores
     python -m bench --quick          # small counts, a smoke run
     python -m bench --only lag,memory --latency 3
+    python -m bench --only lag --logs /tmp/bench-logs --watchdog   # why is the loop stalling?
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import platform
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,9 @@ from bench.scenarios import SCENARIOS, Context, Options
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
 
-async def run(options: Options, only: list[str] | None = None, *, echo: bool = False) -> dict[str, Any]:
+async def run(
+    options: Options, only: list[str] | None = None, *, echo: bool = False
+) -> dict[str, Any]:
     """Run the chosen scenarios (all by default) and return {name: figures}.
 
     A scenario that fails is reported as {"error": ...} and the others still run."""
@@ -73,20 +77,39 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument(
-        "--latency", type=float, default=None, metavar="SECONDS",
+        "--latency",
+        type=float,
+        default=None,
+        metavar="SECONDS",
         help="the fake model's latency (default 5, or 0.5 with --quick)",
     )
     parser.add_argument(
-        "--only", default=None, metavar="NAME[,NAME]",
+        "--only",
+        default=None,
+        metavar="NAME[,NAME]",
         help=f"run only these scenarios: {', '.join(SCENARIOS)}",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the JSON")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="keep each scenario's bot log in DIR (NAME.log)",
+    )
+    parser.add_argument(
+        "--watchdog",
+        action="store_true",
+        help="diagnostics: stall stacks in the bot logs (use with --logs; skews timings)",
+    )
     args = parser.parse_args(argv)
     if args.only:
         args.only = [n.strip() for n in args.only.split(",") if n.strip()]
         unknown = [n for n in args.only if n not in SCENARIOS]
         if unknown:
-            parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+            parser.error(
+                f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}"
+            )
     if args.latency is not None and args.latency <= 0:
         parser.error("--latency must be positive")
     return args
@@ -98,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     options = Options.quick_run(args.latency) if args.quick else Options()
     if args.latency is not None:
         options = options.with_latency(args.latency)
+    options = replace(options, log_dir=args.logs, watchdog=args.watchdog)
     started = time.monotonic()
     results = asyncio.run(run(options, args.only, echo=True))
     info = meta(options, argv, time.monotonic() - started)
@@ -106,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = [c for d in results.values() for c in d.get("checks", [])]
     met = sum(1 for c in checks if c["ok"])
     print(f"\n{met} of {len(checks)} targets met in {info['duration_s']} s; JSON: {args.out}")
+    if options.quick:
+        print("(--quick: small counts and a short latency; the targets are for the default run)")
     return 1 if any("error" in d for d in results.values()) else 0
 
 

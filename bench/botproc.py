@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import os
 import signal
 import sys
-import threading
 import time
-import traceback
 from array import array
-from collections.abc import Callable
 from pathlib import Path
 
 from bot.client import NanoBananaBot, apply_discord_endpoints, keep_big_buffers_returnable
@@ -51,56 +47,6 @@ class LagSampler:
         path.write_text(json.dumps(data))
 
 
-def watch_stalls(threshold: float = 0.05) -> Callable[[], None]:
-    """Diagnostics ($BENCH_WATCHDOG=1): while the loop has not ticked for `threshold`, print
-    (to stderr: the bot's log) the innermost frames of every busy thread every few ms, and
-    every garbage collection over 10 ms. Returns the tick function the loop must call often."""
-    last = [time.monotonic()]
-    main_id = threading.get_ident()
-    gc_started = [0.0]
-
-    def on_gc(phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            gc_started[0] = time.monotonic()
-        elif time.monotonic() - gc_started[0] > 0.01:
-            took = (time.monotonic() - gc_started[0]) * 1000
-            print(f"GC gen {info['generation']} took {took:.0f} ms", file=sys.stderr)
-
-    gc.callbacks.append(on_gc)
-
-    def tick() -> None:
-        last[0] = time.monotonic()
-
-    def snapshot(stalled_ms: float) -> str:
-        lines = [f"STALL {stalled_ms:.0f} ms"]
-        for ident, frame in sys._current_frames().items():
-            if ident == threading.get_ident():
-                continue
-            stack = traceback.extract_stack(frame)
-            if ident != main_id and stack[-1].filename.endswith(("threading.py", "queue.py")):
-                continue  # idle worker
-            name = "LOOP" if ident == main_id else f"t{ident % 10000}"
-            where = " < ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack[-4:][::-1])
-            lines.append(f"  {name}: {where}")
-        return "\n".join(lines)
-
-    def watch() -> None:
-        while True:
-            time.sleep(threshold / 5)
-            stalled = time.monotonic() - last[0]
-            if stalled > threshold:
-                print(snapshot(stalled * 1000), file=sys.stderr, flush=True)
-
-    threading.Thread(target=watch, daemon=True, name="stall-watchdog").start()
-    return tick
-
-
-async def _ticker(tick: Callable[[], None]) -> None:
-    while True:
-        tick()
-        await asyncio.sleep(0.005)
-
-
 async def _run(settings: Settings, sampler: LagSampler) -> None:
     apply_discord_endpoints(settings)
     bot = NanoBananaBot(settings)
@@ -109,7 +55,9 @@ async def _run(settings: Settings, sampler: LagSampler) -> None:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
     task = asyncio.create_task(sampler.run())
     if os.environ.get("BENCH_WATCHDOG"):
-        watchdog = asyncio.create_task(_ticker(watch_stalls()))
+        from bench.stalls import watch_stalls
+
+        watchdog = asyncio.create_task(watch_stalls())
         task.add_done_callback(lambda _: watchdog.cancel())
     assert settings.discord_token is not None
     try:

@@ -64,9 +64,7 @@ class TimedGemini(FakeGemini):
     ) -> web.StreamResponse:
         started, latency = time.monotonic(), self.latency
         try:
-            return await super()._answer(
-                request, rec, raw_size=raw_size, parse_error=parse_error
-            )
+            return await super()._answer(request, rec, raw_size=raw_size, parse_error=parse_error)
         finally:
             self.timings.append(CallTiming(rec, started, time.monotonic(), latency))
 

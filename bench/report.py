@@ -23,7 +23,8 @@ DETAILS: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
     ],
     "saturation": [
         ("jobs per second", ("jobs_per_s",), "/s"),
-        ("makespan / ideal", ("makespan_s",), "s"),
+        ("makespan", ("makespan_s",), "s"),
+        ("ideal makespan (jobs / C x model time)", ("ideal_makespan_s",), "s"),
         ("vs configured latency only", ("efficiency_vs_configured_latency",), ""),
     ],
     "lag": [("loop lag p99 (fit+post)", ("lag_while_fitting_s", "p99"), "s")],
@@ -76,8 +77,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                     (
                         name,
                         f"step {step['step']}: bytes / tokens / turns",
-                        f"{step['request_bytes']:,} / {step['token_estimate']:,} / "
-                        f"{step['turns']}",
+                        f"{step['request_bytes']:,} / {step['token_estimate']:,} / {step['turns']}",
                         "",
                         "",
                     )

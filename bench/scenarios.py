@@ -9,7 +9,9 @@ import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from bench.stats import check, median, summary
@@ -37,6 +39,8 @@ class Options:
     memory_size: str = "4K"
     chain_steps: int = 10
     chain_latency: float = 0.5  # at most; bytes and tokens do not depend on it
+    log_dir: Path | None = None  # keep each scenario's bot log there
+    watchdog: bool = False  # stall stacks in those logs (see bench.stalls)
 
     @classmethod
     def quick_run(cls, latency: float | None = None) -> Options:
@@ -63,7 +67,11 @@ class Options:
 class Context:
     options: Options
     warm: Callable[[str, str], None]  # pre-renders the fake's image for (size, aspect)
-    notes: list[str] = field(default_factory=list)
+
+    def world(self, name: str, **kwargs: Any) -> AbstractAsyncContextManager[World]:
+        """A fresh world for scenario `name`, with the run's diagnostics options."""
+        log = self.options.log_dir / f"{name}.log" if self.options.log_dir else None
+        return world(watchdog=self.options.watchdog, log_to=log, **kwargs)
 
     async def prewarm(self, *sizes: str) -> None:
         for size in sizes:
@@ -97,9 +105,7 @@ def users(w: World, count: int) -> list[FakeUser]:
     return [w.discord.user(n) for n in names[:count]]
 
 
-async def burst(
-    people: list[FakeUser], jobs: int, size: str, label: str
-) -> list[FakeInteraction]:
+async def burst(people: list[FakeUser], jobs: int, size: str, label: str) -> list[FakeInteraction]:
     """`jobs` /imagine interactions, round-robin over people, sent back to back."""
     return [
         await people[i % len(people)].slash("imagine", prompt=f"{label} #{i}", size=size)
@@ -129,12 +135,12 @@ async def overhead(ctx: Context) -> dict[str, Any]:
     out: dict[str, Any] = {"latency_s": o.latency, "runs_per_size": o.runs, "sizes": {}}
     checks = []
     targets = {"1K": 1.05, "4K": 1.15}
-    async with world() as w:
+    async with ctx.world("overhead") as w:
         await ctx.prewarm(*o.overhead_sizes)
         await warm_up(w, o.overhead_sizes)
         alice = w.discord.user("alice")
         for size in o.overhead_sizes:
-            runs = []
+            runs: list[dict[str, Any]] = []
             for i in range(o.runs):
                 w.gemini.latency = o.latency
                 ix = await alice.slash("imagine", prompt=f"overhead {size} #{i}", size=size)
@@ -171,7 +177,7 @@ async def overhead(ctx: Context) -> dict[str, Any]:
 async def acknowledgements(ctx: Context) -> dict[str, Any]:
     """100 interactions at once: how fast each is acknowledged."""
     o = ctx.options
-    async with world(lag=True, extra_members=o.ack_users) as w:
+    async with ctx.world("ack", lag=True, extra_members=o.ack_users) as w:
         await warm_up(w)
         people = users(w, o.ack_users)
         w.gemini.latency = o.latency
@@ -209,7 +215,9 @@ async def saturation(ctx: Context) -> dict[str, Any]:
     """Many more jobs than the concurrency limit C: throughput vs the ideal C / latency."""
     o = ctx.options
     c = o.saturation_c
-    async with world(max_concurrent_jobs=c, extra_members=o.saturation_users) as w:
+    async with ctx.world(
+        "saturation", max_concurrent_jobs=c, extra_members=o.saturation_users
+    ) as w:
         await warm_up(w)
         people = users(w, o.saturation_users)
         w.gemini.latency = o.latency
@@ -252,7 +260,7 @@ def window_lag(w: World, start: float, end: float) -> dict[str, float]:
 async def loop_lag(ctx: Context) -> dict[str, Any]:
     """Event-loop lag while 4K results are fitted and posted."""
     o = ctx.options
-    async with world(lag=True, extra_members=4) as w:
+    async with ctx.world("lag", lag=True, extra_members=4) as w:
         await ctx.prewarm(o.lag_size)
         await warm_up(w, ("1K", o.lag_size))
         people = users(w, 4)
@@ -289,7 +297,7 @@ async def memory(ctx: Context) -> dict[str, Any]:
         "max_queued_per_user": max(10, per_user),
         "gemini_max_in_flight": n,
     }
-    async with world(extra_members=4, **settings) as w:
+    async with ctx.world("memory", extra_members=4, **settings) as w:
         await ctx.prewarm(o.memory_size)
         await warm_up(w)
         baseline = w.bot.status()
@@ -351,7 +359,7 @@ async def chain(ctx: Context) -> dict[str, Any]:
     o = ctx.options
     latency = min(o.latency, o.chain_latency)
     steps: list[dict[str, Any]] = []
-    async with world() as w:
+    async with ctx.world("chain") as w:
         await warm_up(w)
         w.gemini.latency = latency
         alice = w.discord.user("alice")
@@ -368,7 +376,7 @@ async def chain(ctx: Context) -> dict[str, Any]:
             else:
                 await alice.say(thread, text)
             await w.wait(
-                lambda k=k: len(w.clock.results_in(thread)) >= k,  # type: ignore[misc]
+                lambda k=k: len(w.clock.results_in(thread)) >= k,
                 job_timeout(o),
                 f"chain step {k}",
             )
@@ -378,7 +386,8 @@ async def chain(ctx: Context) -> dict[str, Any]:
     by_step = {s["step"]: s for s in steps}
     quoted = [k for k in (1, 5, 10) if k in by_step] or [steps[-1]["step"]]
     last = steps[-1]
-    plateau = by_step.get(5, steps[len(steps) // 2])
+    # once the window is full the request stops growing: compare the last step with step 5
+    plateau = by_step[min(5, max(1, last["step"] - 1))]
     growth = last["request_bytes"] / plateau["request_bytes"]
     return {
         "steps_run": len(steps),

@@ -85,6 +85,10 @@ class BotProcess:
             return self.log_file.read_text(errors="replace")
         return ""
 
+    def keep_log(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.log_text())
+
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
@@ -156,7 +160,9 @@ class World:
         return list(await asyncio.gather(*(self.result(ix, timeout) for ix in ixs)))
 
 
-def bot_env(discord: FakeDiscord, gemini: TimedGemini, data_dir: Path, **settings: Any) -> dict[str, str]:
+def bot_env(
+    discord: FakeDiscord, gemini: TimedGemini, data_dir: Path, **settings: Any
+) -> dict[str, str]:
     """The environment a `python -m bot run` pointed at the fakes gets; nothing inherited
     beyond what Python needs (no developer tokens can leak in)."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
@@ -178,9 +184,19 @@ def bot_env(discord: FakeDiscord, gemini: TimedGemini, data_dir: Path, **setting
 
 @contextlib.asynccontextmanager
 async def world(
-    *, lag: bool = False, extra_members: int = 0, **settings: Any
+    *,
+    lag: bool = False,
+    extra_members: int = 0,
+    watchdog: bool = False,
+    log_to: Path | None = None,
+    **settings: Any,
 ) -> AsyncIterator[World]:
-    """Fresh fakes + the bot started against them (settings become env vars)."""
+    """Fresh fakes + the bot started against them (settings become env vars). `lag`: with
+    the loop-lag sampler; `watchdog`: also print stall stacks to the bot's log (see
+    bench.stalls); `log_to`: keep a copy of the bot's log there."""
+    if watchdog:
+        lag = True
+        settings["bench_watchdog"] = 1
     with tempfile.TemporaryDirectory(prefix="nb-bench-") as tmp:
         workdir = Path(tmp)
         discord = FakeDiscord()
@@ -194,9 +210,11 @@ async def world(
         try:
             await bot.start()
             await w.wait(
-                lambda: discord.gateway.identify_count > 0
-                and discord.gateway.attached_ready()
-                and bool(discord.state.global_commands or discord.state.guild_commands),
+                lambda: (
+                    discord.gateway.identify_count > 0
+                    and discord.gateway.attached_ready()
+                    and bool(discord.state.global_commands or discord.state.guild_commands)
+                ),
                 60,
                 "the bot to connect and sync its commands",
             )
@@ -207,3 +225,5 @@ async def world(
             await bot.stop()
             await gemini.stop()
             await discord.stop()
+            if log_to is not None:
+                bot.keep_log(log_to)

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,9 +46,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Results processed at once (stored content, fit to the upload limit): each 4K one needs
-# ~150 MB while it is worked on and the work is CPU-bound, so more than the cores buys
-# nothing; twenty 4K answers arriving together then stay within a few hundred MB.
-HEAVY_SLOTS = 2
+# ~120 MB while it is worked on and the work is CPU-bound. Half the cores: the rest keep the
+# event loop, Gemini's answers and Discord uploads moving; twenty 4K answers arriving
+# together then stay within a few hundred MB.
+HEAVY_SLOTS = max(1, (os.cpu_count() or 2) // 2)
 
 BLOCKED_KINDS = {FailureKind.PROMPT_BLOCKED, FailureKind.OUTPUT_BLOCKED}
 

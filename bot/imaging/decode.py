@@ -78,9 +78,12 @@ def _load(im: Image.Image, filename: str) -> None:
         ) from exc
 
 
-def _upright(im: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation; a broken EXIF block leaves the image as stored."""
+def _upright(im: Image.Image, *, copy: bool = True) -> Image.Image:
+    """Apply the EXIF orientation; a broken EXIF block leaves the image as stored.
+    With copy=False an image that needs no turning comes back as itself, not a copy."""
     try:
+        if not copy and im.getexif().get(0x0112, 1) == 1:
+            return im
         return ImageOps.exif_transpose(im)
     except Exception:
         return im

@@ -36,21 +36,24 @@ class Blob:
 def dehydrate(content: Any) -> tuple[Any, list[Blob]]:
     """A copy of `content` with inline image data replaced by sha references, and the blobs."""
     blobs: dict[str, Blob] = {}
+    return _dehydrate_node(content, blobs), list(blobs.values())
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, Mapping):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key in _INLINE_KEYS and isinstance(value, Mapping):
-                    out[key] = _dehydrate_blob(value, blobs)
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
 
-    return walk(content), list(blobs.values())
+# The walks are module functions, not recursive closures: a closure that calls itself is a
+# reference cycle, and the image bytes it reaches would wait for the garbage collector
+# (~14 MB per 4K result, hundreds of MB when many finish together).
+def _dehydrate_node(node: Any, blobs: dict[str, Blob]) -> Any:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _INLINE_KEYS and isinstance(value, Mapping):
+                out[key] = _dehydrate_blob(value, blobs)
+            else:
+                out[key] = _dehydrate_node(value, blobs)
+        return out
+    if isinstance(node, list):
+        return [_dehydrate_node(item, blobs) for item in node]
+    return node
 
 
 def _dehydrate_blob(blob: Mapping[str, Any], blobs: dict[str, Blob]) -> dict[str, Any]:
@@ -101,30 +104,30 @@ def references(content: Any) -> list[str]:
 
 def hydrate(content: Any, blobs: Mapping[str, bytes]) -> Any:
     """Put the bytes back (as the base64 text they arrived as). KeyError if a blob is missing."""
+    return _hydrate_node(content, blobs)
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, Mapping):
-            out: dict[str, Any] = {}
-            for key, value in node.items():
-                if key in _INLINE_KEYS and isinstance(value, Mapping) and MARKER in value:
-                    raw = blobs[str(value[MARKER])]
-                    encode = (
-                        base64.urlsafe_b64encode
-                        if value.get(_ENCODING) == "base64url"
-                        else base64.b64encode
-                    )
-                    restored: dict[str, Any] = {}
-                    for k, v in value.items():
-                        if k == MARKER:
-                            restored["data"] = encode(raw).decode("ascii")
-                        elif k != _ENCODING:
-                            restored[k] = v
-                    out[key] = restored
-                else:
-                    out[key] = walk(value)
-            return out
-        if isinstance(node, list):
-            return [walk(item) for item in node]
-        return node
 
-    return walk(content)
+def _hydrate_node(node: Any, blobs: Mapping[str, bytes]) -> Any:
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _INLINE_KEYS and isinstance(value, Mapping) and MARKER in value:
+                raw = blobs[str(value[MARKER])]
+                encode = (
+                    base64.urlsafe_b64encode
+                    if value.get(_ENCODING) == "base64url"
+                    else base64.b64encode
+                )
+                restored: dict[str, Any] = {}
+                for k, v in value.items():
+                    if k == MARKER:
+                        restored["data"] = encode(raw).decode("ascii")
+                    elif k != _ENCODING:
+                        restored[k] = v
+                out[key] = restored
+            else:
+                out[key] = _hydrate_node(value, blobs)
+        return out
+    if isinstance(node, list):
+        return [_hydrate_node(item, blobs) for item in node]
+    return node
