@@ -29,6 +29,21 @@ def token_gone(exc: discord.HTTPException) -> bool:
     return exc.status == 401 or exc.code in _TOKEN_GONE_CODES
 
 
+def _new_message(
+    content: str | None,
+    embed: discord.Embed | None,
+    files: list[discord.File] | None,
+    view: discord.ui.View | None,
+) -> dict[str, Any]:
+    """Keyword arguments for sending a new message (send() rejects embed=None / view=None)."""
+    kwargs: dict[str, Any] = {"content": content, "files": files or []}
+    if embed is not None:
+        kwargs["embed"] = embed
+    if view is not None:
+        kwargs["view"] = view
+    return kwargs
+
+
 def _rewind(files: list[discord.File] | None) -> None:
     """A failed send has consumed the file buffers; rewind them for the next attempt."""
     for f in files or []:
@@ -258,12 +273,7 @@ class ChannelTarget(Target):
                 except discord.NotFound:
                     # The progress message was deleted: post the result anew.
                     _rewind(files)
-            kwargs: dict[str, Any] = {"content": content, "files": files or []}
-            if embed is not None:
-                kwargs["embed"] = embed
-            if view is not None:
-                kwargs["view"] = view
-            return await self._send(**kwargs)
+            return await self._send(**_new_message(content, embed, files, view))
 
     def resume_info(self) -> dict[str, Any]:
         return {**super().resume_info(), "reply_to": self.reply_to}
@@ -331,19 +341,20 @@ class ResumedTarget(ChannelTarget):
         if hook is not None and self.message_id is not None:
             try:
                 return await hook.edit_message(
-                    self.message_id, content=content, embed=embed, attachments=files or [], view=view
+                    self.message_id,
+                    content=content,
+                    embed=embed,
+                    attachments=files or [],
+                    view=view,
                 )
             except discord.HTTPException as exc:
                 if not token_gone(exc):
                     raise
                 self._token = None
                 _rewind(files)
-        kwargs: dict[str, Any] = {"content": content, "files": files or []}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if view is not None:
-            kwargs["view"] = view
-        return await _direct_message(self.client, self.user_id, **kwargs)
+        return await _direct_message(
+            self.client, self.user_id, **_new_message(content, embed, files, view)
+        )
 
     def resume_info(self) -> dict[str, Any]:
         info = super().resume_info()
@@ -383,11 +394,7 @@ class FollowupTarget(Target):
         view: discord.ui.View | None = None,
     ) -> discord.Message | None:
         text = f"**{self.label}**" + (f" — {content}" if content else "")
-        kwargs: dict[str, Any] = {"content": text[:2000], "files": files or []}
-        if embed is not None:
-            kwargs["embed"] = embed
-        if view is not None:
-            kwargs["view"] = view
+        kwargs = _new_message(text[:2000], embed, files, view)
         if time.time() - self.issued_at < TOKEN_LIFETIME:
             try:
                 return await self.interaction.followup.send(
