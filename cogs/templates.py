@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 
 import discord
@@ -239,10 +238,6 @@ def _can_manage(interaction: discord.Interaction) -> bool:
     interaction (the member may not be cached)."""
     perms = getattr(interaction.user, "guild_permissions", None)
     return bool(perms and perms.manage_guild) or interaction.permissions.manage_guild
-
-
-def pretty(spec: dict[str, object]) -> str:
-    return json.dumps(spec, indent=2, ensure_ascii=False)
 
 
 async def setup(bot: commands.Bot) -> None:

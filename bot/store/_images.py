@@ -8,7 +8,6 @@ from typing import Any
 
 from bot.store import content as content_json
 from bot.store._base import StoreBase
-from bot.store.db import Tx
 from bot.store.files import is_sha256, sha256_hex
 
 log = logging.getLogger(__name__)
@@ -126,26 +125,3 @@ class ImagesMixin(StoreBase):
         if deleted:
             log.info("retention: deleted %d image files (%d days)", deleted, retention_days)
         return deleted
-
-    async def _release_image(self, sha: str) -> bool:
-        """Delete an image's record and bytes if nothing refers to it any more.
-
-        Reference-safe: an anchor, a generation's input, output or model content holding the
-        same sha keeps it. Returns True if the bytes were deleted.
-        """
-        async with self._sha_lock(sha):
-            async with self._db.transaction() as tx:
-                if await _is_referenced(tx, sha):
-                    return False
-                await tx.execute("DELETE FROM images WHERE sha256 = ?", (sha,))
-            return await self._files.delete(sha)
-
-
-async def _is_referenced(tx: Tx, sha: str) -> bool:
-    row = await tx.one(
-        "SELECT 1 WHERE EXISTS (SELECT 1 FROM anchors WHERE image_sha = ?)"
-        " OR EXISTS (SELECT 1 FROM generations WHERE output_image = ?)"
-        " OR EXISTS (SELECT 1 FROM generation_images WHERE image_sha = ?)",
-        (sha, sha, sha),
-    )
-    return row is not None
