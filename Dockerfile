@@ -8,8 +8,8 @@ WORKDIR /app
 
 # Dependency layer: only pyproject changes invalidate it.
 COPY pyproject.toml README.md ./
-RUN mkdir -p bot cogs bot/prompts bot/migrations templates \
-    && touch bot/__init__.py cogs/__init__.py bot/prompts/__init__.py bot/migrations/__init__.py \
+RUN mkdir -p bot cogs bot/adapters/prompts bot/adapters/store/schema templates \
+    && touch bot/__init__.py cogs/__init__.py bot/adapters/prompts/__init__.py bot/adapters/store/schema/__init__.py \
     && pip install . && pip uninstall -y nano-banana-bot
 
 COPY bot ./bot

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `bot` importable
 import PIL
 from PIL import Image
 
-from bot.imaging import fit_to_limit
+from bot.adapters.imaging import fit_to_limit
 
 SIDE = 4096
 MIB = 1024 * 1024

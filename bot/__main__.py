@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_bot(settings)
             return 0
         if args.command == "prompt":
-            from bot.prompts import cli as prompt_cli
+            from bot.cli import prompt as prompt_cli
 
             if args.prompt_command == "validate":
                 return prompt_cli.validate_files(args.files, model=args.model, settings=settings)
@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.command == "render":
             require(settings, "GEMINI_API_KEY")
-            from bot.render import render_file
+            from bot.cli.render import render_file
 
             return render_file(
                 args.file, out=args.out, model=args.model, settings=settings, images=args.image

@@ -21,12 +21,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from google.genai import types
 
-from bot.config import capability, estimate_cost
-from bot.errors import UserError
-from bot.gemini import content_from_json
-from bot.generator import Generator
-from bot.preferences import preferences_for
-from bot.prompts import (
+from bot.adapters.gemini import content_from_json
+from bot.adapters.prompts import (
     Defaults,
     InputRef,
     RequestOptions,
@@ -35,14 +31,18 @@ from bot.prompts import (
     compile_request,
     prepare,
 )
+from bot.config import capability, estimate_cost
+from bot.errors import UserError
+from bot.generator import Generator
+from bot.preferences import preferences_for
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver, Upload, anchor_mentions
 from bot.submission import InputImage, Submission, uses_anchors
 from bot.targets import Target
 
 if TYPE_CHECKING:
+    from bot.adapters.store import ChainRow, GenerationRow, Store
     from bot.client import NanoBananaBot
-    from bot.store import ChainRow, GenerationRow, Store
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ import yarl
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.gemini import GeminiClient
+from bot.adapters.prompts import SpecError, Template, load_templates
+from bot.adapters.store import Store
 from bot.chains import Chains
 from bot.config import Settings
-from bot.gemini import GeminiClient
 from bot.generator import Generator
 from bot.jobs import JobQueue
-from bot.prompts import SpecError, Template, load_templates
-from bot.store import Store
 from bot.ui import ActionButton, ActionHandler, report_error
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from bot import imaging
+from bot.adapters import imaging
+from bot.adapters.prompts import (
+    PreparedSpec,
+    RequestOptions,
+    SpecError,
+    Template,
+    parse_vars,
+    prepare,
+)
 from bot.config import Settings, estimate_cost
 from bot.errors import UserError
 from bot.preferences import Preferences, preferences_for
-from bot.prompts import PreparedSpec, RequestOptions, SpecError, Template, parse_vars, prepare
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver, Upload, download_attachment
 from bot.submission import InputImage, Submission
@@ -56,7 +63,7 @@ def precheck_attachments(attachments: Sequence[discord.Attachment], settings: Se
 
 
 async def find_template(bot: NanoBananaBot, guild_id: int | None, name: str) -> Template:
-    from bot.prompts import parse_template
+    from bot.adapters.prompts import parse_template
 
     key = name.strip()
     if guild_id is not None:

@@ -21,27 +21,27 @@ from typing import TYPE_CHECKING, Any
 import discord
 from google.genai import types
 
-from bot import imaging
-from bot.config import estimate_cost
-from bot.errors import UserError
-from bot.gemini import Failure, FailureKind, Generation
-from bot.jobs import Job, JobQueue, JobState, QueueFull
-from bot.progress import ProgressUpdater
-from bot.prompts import (
+from bot.adapters import imaging
+from bot.adapters.gemini import Failure, FailureKind, Generation
+from bot.adapters.prompts import (
     Defaults,
     ResolvedImage,
     SpecError,
     compile_request,
     prepare,
 )
+from bot.config import estimate_cost
+from bot.errors import UserError
+from bot.jobs import Job, JobQueue, JobState, QueueFull
+from bot.progress import ProgressUpdater
 from bot.quotas import reserve
 from bot.submission import InputImage, Submission, public_spec, stored_spec
 from bot.targets import ResumedTarget, Target
 from bot.ui import action_view, progress_text, result_actions, result_embed
 
 if TYPE_CHECKING:
+    from bot.adapters.store import GenerationRow
     from bot.client import NanoBananaBot
-    from bot.store import GenerationRow
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +569,6 @@ class Generator:
 def _content_json(content: types.Content | None) -> dict[str, Any] | None:
     if content is None:
         return None
-    from bot.gemini import content_to_json
+    from bot.adapters.gemini import content_to_json
 
     return content_to_json(content)

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from bot.adapters.prompts import Defaults
 from bot.config import (
     MODEL_ALIASES,
     Settings,
@@ -15,10 +16,9 @@ from bot.config import (
     resolve_model,
 )
 from bot.errors import UserError
-from bot.prompts import Defaults
 
 if TYPE_CHECKING:
-    from bot.store import Store
+    from bot.adapters.store import Store
 
 log = logging.getLogger(__name__)
 

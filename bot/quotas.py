@@ -20,7 +20,7 @@ from bot.config import Settings
 from bot.errors import QuotaExceeded
 
 if TYPE_CHECKING:
-    from bot.store import Store
+    from bot.adapters.store import Store
 
 # Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
 _EPSILON = 1e-9

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 
 import discord
 
-from bot import imaging
+from bot.adapters import imaging
+from bot.adapters.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
+from bot.adapters.prompts.references import ROLE_LABELS
 from bot.errors import UserError
-from bot.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
-from bot.prompts.references import ROLE_LABELS
 from bot.submission import InputImage
 
 if TYPE_CHECKING:
+    from bot.adapters.store import Store
     from bot.config import Settings
-    from bot.store import Store
 
 ANCHOR_KINDS: tuple[str, ...] = ("face", "character", "object", "product", "style")
 ANCHOR_NAME_RULE = re.compile(r"^[a-z0-9_-]{1,32}$")

@@ -12,7 +12,7 @@ from typing import Any
 
 from google.genai import types
 
-from bot.prompts import PreparedSpec, ResolvedImage
+from bot.adapters.prompts import PreparedSpec, ResolvedImage
 
 
 @dataclass

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 
+from bot.adapters.prompts import SpecError
 from bot.config import model_display_name
 from bot.errors import UserError
-from bot.prompts import SpecError
 
 if TYPE_CHECKING:
-    from bot.store import GenerationRow
+    from bot.adapters.store import GenerationRow
 
 log = logging.getLogger(__name__)
 

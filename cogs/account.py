@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.store import GenerationRow, UsageRow
 from bot.config import MODEL_ALIASES, model_display_name
 from bot.errors import UserError
 from bot.flows import acknowledge
@@ -17,7 +18,6 @@ from bot.preferences import (
     update_preferences,
 )
 from bot.quotas import Limits, limits_for, month_start, resets_text, today
-from bot.store import GenerationRow, UsageRow
 from bot.targets import InteractionTarget
 from bot.ui import format_cost, truncate
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of

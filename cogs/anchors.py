@@ -16,7 +16,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import imaging
+from bot.adapters import imaging
+from bot.adapters.store import AnchorExistsError, AnchorRow
 from bot.errors import UserError
 from bot.flows import fail_privately
 from bot.resolver import (
@@ -27,7 +28,6 @@ from bot.resolver import (
     download_attachment,
     normalise_upload,
 )
-from bot.store import AnchorExistsError, AnchorRow
 from cogs._shared import anchor_name_autocomplete, bot_of
 
 log = logging.getLogger(__name__)

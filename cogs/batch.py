@@ -21,13 +21,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import imaging
-from bot.config import estimate_cost, model_display_name
-from bot.errors import UserError
-from bot.flows import acknowledge, fail_privately, find_template, spec_from_template
-from bot.jobs import JobState
-from bot.preferences import preferences_for
-from bot.prompts import (
+from bot.adapters import imaging
+from bot.adapters.prompts import (
     Defaults,
     PreparedSpec,
     RequestOptions,
@@ -37,6 +32,11 @@ from bot.prompts import (
     parse_prompt_text,
     prepare,
 )
+from bot.config import estimate_cost, model_display_name
+from bot.errors import UserError
+from bot.flows import acknowledge, fail_privately, find_template, spec_from_template
+from bot.jobs import JobState
+from bot.preferences import preferences_for
 from bot.quotas import check_quota
 from bot.resolver import RequestResolver
 from bot.submission import Submission
@@ -46,8 +46,8 @@ from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of, te
 from cogs.templates import vars_autocomplete
 
 if TYPE_CHECKING:
+    from bot.adapters.store import GenerationRow
     from bot.client import NanoBananaBot
-    from bot.store import GenerationRow
 
 log = logging.getLogger(__name__)
 

@@ -13,18 +13,18 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.prompts import InputRef, RequestOptions
 from bot.chains import Chains, StepRequest, Ticket
 from bot.errors import UserError
 from bot.flows import fail_privately, run_request
-from bot.prompts import InputRef, RequestOptions
 from bot.resolver import download_attachment
 from bot.targets import ChannelTarget, InteractionTarget, Target
 from bot.ui import report_error
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
+    from bot.adapters.store import GenerationRow
     from bot.client import NanoBananaBot
-    from bot.store import GenerationRow
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.prompts import InputRef, RequestOptions
 from bot.flows import run_request, split_names
-from bot.prompts import InputRef, RequestOptions
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, anchor_autocomplete
 
 

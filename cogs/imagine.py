@@ -6,6 +6,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.prompts import InputRef, RequestOptions, SpecError, parse_template
 from bot.errors import UserError
 from bot.flows import (
     acknowledge,
@@ -16,7 +17,6 @@ from bot.flows import (
     split_names,
 )
 from bot.preferences import preferences_for
-from bot.prompts import InputRef, RequestOptions, SpecError, parse_template
 from bot.ui import report_error
 from cogs._shared import (
     ASPECT_CHOICES,

@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from bot.adapters.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
 from bot.errors import UserError
 from bot.flows import acknowledge, check_request_quota, fail_privately
-from bot.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
 from bot.submission import InputImage, Submission, public_spec, uses_anchors
 from bot.targets import InteractionTarget
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
-    from bot.store import GenerationRow
+    from bot.adapters.store import GenerationRow
 
 UPSCALE_CHANGES = (
     "Re-render this exact image at a higher resolution. Keep the composition, subjects, "

@@ -10,9 +10,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.adapters.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from bot.errors import UserError
 from bot.flows import find_template, run_request, spec_from_template, split_names
-from bot.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from cogs._shared import (
     ASPECT_CHOICES,
     MODEL_CHOICES,

@@ -10,8 +10,8 @@ import itertools
 import json
 from typing import Any
 
-from bot import imaging
-from bot.store import AnchorRow
+from bot.adapters import imaging
+from bot.adapters.store import AnchorRow
 from tests.e2e.conftest import png_bytes
 from tests.e2e.harness import BotHarness
 from tests.fakes.discord_driver import FakeUser, Upload

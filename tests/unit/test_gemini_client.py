@@ -1,4 +1,4 @@
-"""bot.gemini.GeminiClient: every outcome, retries, limits — the real SDK against the fake Gemini."""
+"""bot.adapters.gemini.GeminiClient: every outcome, retries, limits — the real SDK against the fake Gemini."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest_asyncio
 from google.genai import types
 from PIL import Image
 
+from bot.adapters.gemini import Failure, FailureKind, GeminiClient, Generation, interpret
 from bot.config import ConfigError, Settings, estimate_cost
-from bot.gemini import Failure, FailureKind, GeminiClient, Generation, interpret
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import THOUGHT_MARK, FakeGemini, fake_mark_of
 from tests.fakes.gemini_fixtures import gemini_settings

@@ -12,8 +12,8 @@ import pytest
 from google.genai import types
 from PIL import Image
 
+from bot.adapters.gemini import GeminiClient, Generation
 from bot.config import CAPABILITIES
-from bot.gemini import GeminiClient, Generation
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import (
     THOUGHT_MARK,

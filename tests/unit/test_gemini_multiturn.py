@@ -12,7 +12,7 @@ from google.genai import types
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.gemini import (
+from bot.adapters.gemini import (
     Failure,
     FailureKind,
     GeminiClient,

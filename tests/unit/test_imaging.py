@@ -1,4 +1,4 @@
-"""bot/imaging: hostile inbound files, fit-to-limit, contact sheets, grid splits.
+"""bot/adapters/imaging: hostile inbound files, fit-to-limit, contact sheets, grid splits.
 
 Every image is generated here; nothing is read from disk.
 """
@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFont
 
-from bot import imaging
-from bot.imaging import (
+from bot.adapters import imaging
+from bot.adapters.imaging import (
     FittedImage,
     ImageError,
     InboundImage,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.prompts import SpecError, expand_batch, parse_batch_values
+from bot.adapters.prompts import SpecError, expand_batch, parse_batch_values
 
 BASE: dict[str, Any] = {
     "task": "generate_image",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.prompts import Defaults, InputRef, RequestOptions, SpecError, prepare
+from bot.adapters.prompts import Defaults, InputRef, RequestOptions, SpecError, prepare
 
 PRO = Defaults(model="pro", size="1K", aspect="1:1")
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from bot.__main__ import main
+from bot.cli.prompt import compile_file, sniff_image_type, validate_files
 from bot.config import Settings
-from bot.prompts.cli import compile_file, sniff_image_type, validate_files
 
 SEED = Path(__file__).parent / "data" / "seed_examples"
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"

@@ -8,7 +8,7 @@ import json
 import pytest
 from google.genai import types
 
-from bot.prompts import (
+from bot.adapters.prompts import (
     Defaults,
     RequestOptions,
     ResolvedImage,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.prompts import SpecError, parse_prompt_text
-from bot.prompts.parse import normalise
+from bot.adapters.prompts import SpecError, parse_prompt_text
+from bot.adapters.prompts.parse import normalise
 
 
 def test_plain_text_becomes_generate_spec() -> None:

@@ -10,8 +10,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.config import CAPABILITIES
-from bot.prompts import (
+from bot.adapters.prompts import (
     Defaults,
     RequestOptions,
     ResolvedImage,
@@ -25,7 +24,8 @@ from bot.prompts import (
     rest_body,
     validate,
 )
-from bot.prompts.spec import SHAPES
+from bot.adapters.prompts.spec import SHAPES
+from bot.config import CAPABILITIES
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PRO = Defaults(model="pro", size="1K", aspect="1:1")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.prompts import (
+from bot.adapters.prompts import (
     Reference,
     ResolvedImage,
     Spec,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.prompts import Defaults, SpecError, compile_request, prepare, rest_body
+from bot.adapters.prompts import Defaults, SpecError, compile_request, prepare, rest_body
 
 SEED = Path(__file__).parent / "data" / "seed_examples"
 PRO = Defaults(model="pro", size="1K", aspect="1:1")

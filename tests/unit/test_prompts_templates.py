@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import default_templates_dir
-from bot.prompts import (
+from bot.adapters.prompts import (
     Defaults,
     Placeholder,
     SpecError,
@@ -17,6 +16,7 @@ from bot.prompts import (
     parse_vars,
     prepare,
 )
+from bot.config import default_templates_dir
 
 REQUIRED = {
     "product_shot",

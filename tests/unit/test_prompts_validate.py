@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bot.prompts import Defaults, InputRef, Spec, SpecError, prepare, validate
+from bot.adapters.prompts import Defaults, InputRef, Spec, SpecError, prepare, validate
 
 PRO = Defaults(model="pro", size="1K", aspect="1:1")
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from bot.adapters.gemini import FailureKind
+from bot.cli.render import EXIT_FOR_FAILURE, render_file
 from bot.config import estimate_cost
-from bot.gemini import FailureKind
-from bot.render import EXIT_FOR_FAILURE, render_file
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import FakeGemini, fake_mark_of
 from tests.fakes.gemini_fixtures import gemini_env, gemini_settings

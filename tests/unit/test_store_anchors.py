@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import AnchorExistsError, ImageMissingError, Store
+from bot.adapters.store import AnchorExistsError, ImageMissingError, Store
 
 ALICE, BOB = 111, 222
 

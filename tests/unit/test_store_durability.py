@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import Store
+from bot.adapters.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "gemini-3-pro-image"
@@ -175,7 +175,7 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from pathlib import Path
-    from bot.store import Store
+    from bot.adapters.store import Store
 
     async def main(path):
         store = await Store.open(Path(path))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.store import GenerationRow, Store
+from bot.adapters.store import GenerationRow, Store
 
 
 class Clock:

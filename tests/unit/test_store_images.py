@@ -15,8 +15,8 @@ from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.store import Store
-from bot.store.content import dehydrate, hydrate, references
+from bot.adapters.store import Store
+from bot.adapters.store.content import dehydrate, hydrate, references
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0

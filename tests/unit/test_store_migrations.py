@@ -1,6 +1,6 @@
 """Migrations: from an empty file and from every earlier schema version, forward only.
 
-Adding bot/migrations/0002_*.sql makes `test_upgrade_from_every_version` run an upgrade from
+Adding bot/adapters/store/schema/0002_*.sql makes `test_upgrade_from_every_version` run an upgrade from
 0001 automatically; add an entry to SEEDS for data only the new version can hold.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import MigrationError, Store
-from bot.store.db import Database, split_statements
-from bot.store.migrations import current_version, load_migrations, migrate
+from bot.adapters.store import MigrationError, Store
+from bot.adapters.store.db import Database, split_statements
+from bot.adapters.store.migrations import current_version, load_migrations, migrate
 
 MIGRATIONS = load_migrations()
 LATEST = MIGRATIONS[-1].version
@@ -236,5 +236,5 @@ def test_statement_splitting_keeps_triggers_whole() -> None:
 
 
 def test_packaged_migrations_match_the_source_folder() -> None:
-    folder = Path(__file__).resolve().parents[2] / "bot" / "migrations"
+    folder = Path(__file__).resolve().parents[2] / "bot" / "adapters" / "store" / "schema"
     assert load_migrations(folder) == MIGRATIONS

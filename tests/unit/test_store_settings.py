@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import QuotaUse, Store, UsageRow
+from bot.adapters.store import QuotaUse, Store, UsageRow
 
 NOW = datetime(2026, 3, 14, 23, 59, tzinfo=UTC).timestamp()
 

@@ -1,0 +1,188 @@
+"""Contact sheets (a labelled grid of images, fonts and label fitting) and grid splitting."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import unicodedata
+from collections.abc import Sequence
+
+from PIL import Image, ImageDraw, ImageFont
+
+from bot.adapters.imaging.colour import _profile_for, _standard_mode
+from bot.adapters.imaging.decode import _OUTBOUND_MAX_PIXELS, _load, _open, _upright, image_size
+from bot.adapters.imaging.encode import _encode, _encode_to_fit
+from bot.adapters.imaging.formats import _FORMATS_WE_POST, ImageError
+
+_SHEET_BACKGROUND = (43, 45, 49)  # Discord's dark theme, so the sheet sits well in the chat
+_SHEET_TILE_BACKGROUND = (30, 31, 34)
+_SHEET_TEXT = (242, 243, 245)
+_SHEET_MUTED = (148, 155, 164)
+_SHEET_MIN_TILE = 48
+_SHEET_MAX_TILE = 512
+_SHEET_TILE_PIXELS = 40_000_000  # per tile: anchors and model outputs, never bigger
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    # Pillow >= 10.1 bundles a scalable default font (needs FreeType); no font files to ship.
+    return ImageFont.load_default(size=size)
+
+
+def _text_width(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> float:
+    return float(font.getlength(text))
+
+
+def _clean_label(label: str) -> str:
+    """One line of printable text: newlines and control characters become spaces."""
+    chars = (" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in label)
+    return " ".join("".join(chars).split())
+
+
+def _fit_label(label: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
+    """The label, cut with an ellipsis so it fits `width` pixels."""
+    text = _clean_label(label)
+    if _text_width(font, text) <= width:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # longest prefix that fits with the ellipsis
+        mid = (low + high + 1) // 2
+        if _text_width(font, text[:mid].rstrip() + "…") <= width:
+            low = mid
+        else:
+            high = mid - 1
+    return text[:low].rstrip() + "…" if low else ""
+
+
+def _auto_columns(count: int) -> int:
+    return max(1, math.ceil(math.sqrt(count)))
+
+
+def _tile_picture(data: bytes, box: tuple[int, int]) -> Image.Image | None:
+    """A tile-sized, upright RGB(A) copy of the image, or None if it cannot be read."""
+    try:
+        im, fmt = _open(data, "", _SHEET_TILE_PIXELS)
+        with im:
+            if fmt == "JPEG":
+                side = max(box)  # square: EXIF rotation may swap the sides later
+                im.draft(None, (side, side))
+            _load(im, "")
+            icc = im.info.get("icc_profile")
+            picture = _standard_mode(_upright(im), icc)
+    except ImageError:
+        return None
+    picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+    picture.thumbnail(box, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return picture
+
+
+def contact_sheet(
+    items: Sequence[tuple[bytes, str]],
+    *,
+    max_width: int = 2048,
+    limit_bytes: int = 8 * 1024 * 1024,
+    columns: int | None = None,
+) -> bytes:
+    """A labelled grid of images (label under each), at most `max_width` px wide and under
+    `limit_bytes`. Unreadable or empty image bytes get a grey "no image" tile, so a failed
+    variant in a batch still has its place. Returns JPEG bytes (the tiles are photos)."""
+    if not items:
+        raise ValueError("contact_sheet needs at least one item")
+    if max_width < _SHEET_MIN_TILE + 16:
+        raise ValueError("max_width is too small for a contact sheet")
+    count = len(items)
+    gap = 12 if max_width >= 1024 else 6
+    widest_cols = max(1, (max_width - gap) // (_SHEET_MIN_TILE + gap))
+    cols = max(1, min(columns or _auto_columns(count), count, widest_cols))
+
+    def widest_tile(cols: int) -> int:
+        return min(_SHEET_MAX_TILE, (max_width - gap * (cols + 1)) // cols)
+
+    sizes = [_safe_size(data) for data, _ in items]
+    ratios = [h / w for w, h in sizes if w and h]
+    aspect = min(2.0, max(0.5, statistics.median(ratios))) if ratios else 1.0
+
+    # At most 4x as tall as wide: too many rows first get more columns (`columns` is a
+    # preference), then smaller tiles.
+    max_height = max_width * 4
+    tile_w = widest_tile(cols)
+    while True:
+        rows = math.ceil(count / cols)
+        tile_h = max(1, round(tile_w * aspect))
+        font_size = max(11, min(28, tile_w // 12))
+        font = _font(font_size)
+        label_h = int(font.getbbox("Ag…")[3]) + gap // 2 + 2
+        height = gap + rows * (tile_h + label_h + gap)
+        if height <= max_height:
+            break
+        if cols < min(count, widest_cols):
+            cols += 1
+            tile_w = widest_tile(cols)
+        elif tile_w > 16:
+            tile_w = max(16, int(tile_w * 0.9))
+        else:
+            break  # hundreds of items in a narrow sheet: let it be tall
+    width = gap + cols * (tile_w + gap)
+
+    sheet = Image.new("RGB", (width, height), _SHEET_BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    for index, (data, label) in enumerate(items):
+        row, col = divmod(index, cols)
+        x = gap + col * (tile_w + gap)
+        y = gap + row * (tile_h + label_h + gap)
+        draw.rectangle((x, y, x + tile_w - 1, y + tile_h - 1), fill=_SHEET_TILE_BACKGROUND)
+        picture = _tile_picture(data, (tile_w, tile_h)) if data else None
+        if picture is None:
+            note = _fit_label("no image", font, tile_w - 4)
+            nx = x + (tile_w - _text_width(font, note)) / 2
+            draw.text((nx, y + tile_h / 2 - font_size / 2), note, font=font, fill=_SHEET_MUTED)
+        else:
+            px = x + (tile_w - picture.width) // 2
+            py = y + (tile_h - picture.height) // 2
+            sheet.paste(picture, (px, py), picture if picture.mode == "RGBA" else None)
+        text = _fit_label(label, font, tile_w - 2)
+        tx = x + (tile_w - _text_width(font, text)) / 2
+        draw.text((tx, y + tile_h + gap // 4 + 1), text, font=font, fill=_SHEET_TEXT)
+
+    first = _encode(sheet, "JPEG", 90)
+    if len(first) <= limit_bytes:
+        return first
+    return _encode_to_fit(sheet, limit_bytes, try_png=False, icc=None).data
+
+
+def _safe_size(data: bytes) -> tuple[int, int]:
+    try:
+        return image_size(data) if data else (0, 0)
+    except ImageError:
+        return (0, 0)
+
+
+def split_grid(data: bytes, rows: int, cols: int) -> list[bytes]:
+    """Cut an R×C sheet (a 3×3 sprite sheet, a storyboard) into tiles, row by row.
+
+    Tiles keep the input's format where it makes sense (PNG, JPEG, WEBP); GIF and HEIF
+    become PNG. Uneven sizes are spread so the tiles differ by at most one pixel.
+    """
+    if not (1 <= rows <= 16 and 1 <= cols <= 16):
+        raise ImageError("A grid needs 1 to 16 rows and 1 to 16 columns.")
+    im, fmt = _open(data, "", _OUTBOUND_MAX_PIXELS)
+    with im:
+        _load(im, "")
+        icc = im.info.get("icc_profile")
+        picture = _standard_mode(_upright(im), icc)
+        icc = _profile_for(im.mode, picture, icc)
+    width, height = picture.size
+    if cols > width or rows > height:
+        raise ImageError(f"A {width}×{height} image is too small to cut into {rows}×{cols} tiles.")
+    out_fmt = fmt if fmt in _FORMATS_WE_POST else "PNG"
+    if out_fmt == "JPEG" and picture.mode in ("RGBA", "LA"):
+        out_fmt = "PNG"
+    xs = [round(i * width / cols) for i in range(cols + 1)]
+    ys = [round(j * height / rows) for j in range(rows + 1)]
+    tiles: list[bytes] = []
+    for r in range(rows):
+        for c in range(cols):
+            tile = picture.crop((xs[c], ys[r], xs[c + 1], ys[r + 1]))
+            # q95 keeps a second JPEG/WebP generation visually lossless.
+            quality = 95 if out_fmt in ("JPEG", "WEBP") else None
+            tiles.append(_encode(tile, out_fmt, quality, icc=icc))
+    return tiles

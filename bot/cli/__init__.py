@@ -1,0 +1,1 @@
+"""Commands that work without Discord: `prompt validate|compile` and `render`."""
