@@ -22,7 +22,7 @@ from tests.fakes.gemini_fixtures import gemini_env, gemini_settings
 
 fake_gemini = gemini_fixtures.fake_gemini
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SPEC = {
     "task": "generate_image",
     "subject": "a lighthouse on a cliff at dusk",

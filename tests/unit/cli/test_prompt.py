@@ -15,8 +15,8 @@ from bot.__main__ import main
 from bot.cli.prompt import compile_file, sniff_image_type, validate_files
 from bot.config import Settings
 
-SEED = Path(__file__).parent / "data" / "seed_examples"
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+SEED = Path(__file__).resolve().parents[1] / "adapters" / "prompts" / "data" / "seed_examples"
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
 
 @pytest.fixture

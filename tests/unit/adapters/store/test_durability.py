@@ -15,7 +15,7 @@ import pytest
 
 from bot.adapters.store import Store
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 MODEL = "gemini-3-pro-image"
 
 

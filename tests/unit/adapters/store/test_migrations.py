@@ -236,5 +236,5 @@ def test_statement_splitting_keeps_triggers_whole() -> None:
 
 
 def test_packaged_migrations_match_the_source_folder() -> None:
-    folder = Path(__file__).resolve().parents[2] / "bot" / "adapters" / "store" / "schema"
+    folder = Path(__file__).resolve().parents[4] / "bot" / "adapters" / "store" / "schema"
     assert load_migrations(folder) == MIGRATIONS
