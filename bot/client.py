@@ -1,6 +1,6 @@
-"""The bot: a commands.Bot whose setup_hook wires the store, the queue, the cogs and the
-persistent buttons; and a CommandTree whose one on_error turns every failure into a short
-private message."""
+"""The one place that wires the layers: a commands.Bot whose setup_hook builds the adapters,
+core and services with explicit dependencies, loads the extensions and the persistent buttons;
+and a CommandTree whose one on_error turns every failure into a short private message."""
 
 from __future__ import annotations
 
@@ -18,13 +18,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.gemini import GeminiClient
-from bot.adapters.prompts import SpecError, Template, load_templates
+from bot.adapters.prompts import SpecError, load_templates
 from bot.adapters.store import Store
-from bot.chains import Chains
 from bot.config import Settings
-from bot.generator import Generator
-from bot.jobs import JobQueue
-from bot.ui import ActionButton, ActionHandler, report_error
+from bot.core.jobs import JobQueue
+from bot.presentation.buttons import ActionButton, ActionRegistry
+from bot.presentation.replies import report_error
+from bot.services.chains import Chains
+from bot.services.generation import Generator
+from bot.services.posting import ResultPoster
+from bot.services.recovery import RecoveryService
+from bot.services.requests import RequestService
+from bot.services.templates import TemplateCatalog
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +65,12 @@ class NanoBananaBot(commands.Bot):
     store: Store
     gemini: GeminiClient
     queue: JobQueue
+    poster: ResultPoster
     generator: Generator
     chains: Chains
+    recovery: RecoveryService
+    requests: RequestService
+    templates: TemplateCatalog
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -76,8 +85,7 @@ class NanoBananaBot(commands.Bot):
             **options,
         )
         self.settings = settings
-        self.actions: dict[str, ActionHandler] = {}
-        self.builtin_templates: dict[str, Template] = {}
+        self.actions = ActionRegistry()
         self._maintenance: asyncio.Task[None] | None = None
         self._recovered = False
         self._shutdown: asyncio.Task[None] | None = None
@@ -93,12 +101,29 @@ class NanoBananaBot(commands.Bot):
             max_queued_per_user=s.max_queued_per_user,
         )
         await self.queue.start()
+        builtin = {}
         try:
-            self.builtin_templates = load_templates(s.templates_dir)
+            builtin = load_templates(s.templates_dir)
         except SpecError as exc:
             log.error("built-in templates not loaded: %s", exc)
-        self.generator = Generator(self)
-        self.chains = Chains(self)
+        self.templates = TemplateCatalog(self.store, builtin)
+        self.poster = ResultPoster(self.store)
+        self.generator = Generator(
+            store=self.store,
+            settings=s,
+            queue=self.queue,
+            gemini=self.gemini,
+            poster=self.poster,
+        )
+        self.chains = Chains(store=self.store, settings=s, generator=self.generator, client=self)
+        self.recovery = RecoveryService(
+            store=self.store,
+            settings=s,
+            generator=self.generator,
+            poster=self.poster,
+            client=self,
+        )
+        self.requests = RequestService(store=self.store, settings=s, generator=self.generator)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(ActionButton)
@@ -121,7 +146,7 @@ class NanoBananaBot(commands.Bot):
         if not self._recovered:
             self._recovered = True
             # Our own task, so that a shutdown can stop it before the store closes.
-            self._recovery = asyncio.create_task(self.generator.recover())
+            self._recovery = asyncio.create_task(self.recovery.recover())
             await asyncio.shield(self._recovery)
 
     async def _maintain(self) -> None:

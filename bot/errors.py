@@ -9,7 +9,3 @@ class UserError(Exception):
 
 class QuotaExceeded(UserError):
     pass
-
-
-class NotAllowed(UserError):
-    pass

@@ -53,14 +53,8 @@ async def anchor_name_autocomplete(
 async def template_autocomplete(
     interaction: discord.Interaction, current: str
 ) -> list[app_commands.Choice[str]]:
-    bot = bot_of(interaction)
     prefix = current.strip().lower()
-    entries: dict[str, str] = {}
-    if interaction.guild_id is not None:
-        for row in await bot.store.list_guild_templates(interaction.guild_id):
-            entries[row.name] = f"{row.name} (server) — {row.description}"
-    for name, template in bot.builtin_templates.items():
-        entries.setdefault(name, f"{name} — {template.description}")
+    entries = await bot_of(interaction).templates.labels(interaction.guild_id)
     matches = [
         app_commands.Choice(name=label[:100], value=name)
         for name, label in sorted(entries.items())

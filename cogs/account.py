@@ -8,18 +8,18 @@ from discord.ext import commands
 
 from bot.adapters.store import GenerationRow, UsageRow
 from bot.config import MODEL_ALIASES, model_display_name
-from bot.errors import UserError
-from bot.flows import acknowledge
-from bot.preferences import (
+from bot.core.preferences import (
     Preferences,
     combination_problems,
     fallback_for,
     preferences_for,
     update_preferences,
 )
-from bot.quotas import Limits, limits_for, month_start, resets_text, today
-from bot.targets import InteractionTarget
-from bot.ui import format_cost, truncate
+from bot.core.quotas import Limits, limits_for, month_start, resets_text, today
+from bot.errors import UserError
+from bot.presentation.targets import InteractionTarget
+from bot.presentation.text import format_cost, jump_url, truncate
+from bot.services.requests import acknowledge
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of
 
 STATUS_ICONS = {
@@ -107,10 +107,7 @@ def _history_line(row: GenerationRow) -> str:
     if row.private:
         where = " (private)"
     elif row.message_id:
-        where = (
-            f" [link](https://discord.com/channels/{row.guild_id or '@me'}/"
-            f"{row.channel_id}/{row.message_id})"
-        )
+        where = f" [link]({jump_url(row.guild_id, row.channel_id, row.message_id)})"
     else:
         where = ""
     status = "" if row.status == "done" else f" _{row.status}_"
@@ -270,7 +267,7 @@ class Account(commands.Cog):
         )
         private = gen.private or prefs.private
         await acknowledge(interaction, private=private)
-        await bot.generator.post_result(
+        await bot.poster.post(
             gen, stored[0], stored[1], InteractionTarget(interaction, private=private)
         )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import Any
 
 import discord
 from discord import app_commands
@@ -18,16 +17,16 @@ from discord.ext import commands
 
 from bot.adapters import imaging
 from bot.adapters.store import AnchorExistsError, AnchorRow
-from bot.errors import UserError
-from bot.flows import fail_privately
-from bot.resolver import (
+from bot.core.resolver import (
     ANCHOR_KINDS,
     Upload,
     check_anchor_kind,
     check_anchor_name,
-    download_attachment,
     normalise_upload,
 )
+from bot.errors import UserError
+from bot.presentation.replies import report_error
+from bot.services.requests import download_attachment
 from cogs._shared import anchor_name_autocomplete, bot_of
 
 log = logging.getLogger(__name__)
@@ -79,31 +78,25 @@ class SaveAnchorModal(discord.ui.Modal):
         self.add_item(discord.ui.Label(text="Kind", component=self.kind_select))
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        try:
-            name = check_anchor_name(self.name_input.value)
-            kind = check_anchor_kind(
-                self.kind_select.values[0] if self.kind_select.values else None
-            )
-            bot = bot_of(interaction)
-            if await bot.store.get_anchor(interaction.user.id, name) is not None:
-                raise clash(name)
-            await interaction.response.defer(ephemeral=True, thinking=True)
-            if self.attachment is not None:
-                upload = await download_attachment(self.attachment, bot.settings)
-            else:
-                stored = await bot.store.get_image(self.image_sha or "")
-                if stored is None:
-                    raise UserError("That image is no longer stored; save it from a newer result.")
-                upload = await normalise_upload(stored[0], "result.png", bot.settings)
-            await self.cog.save(interaction, name, kind, None, upload)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
+        name = check_anchor_name(self.name_input.value)
+        kind = check_anchor_kind(self.kind_select.values[0] if self.kind_select.values else None)
+        bot = bot_of(interaction)
+        if await bot.store.get_anchor(interaction.user.id, name) is not None:
+            raise clash(name)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        if self.attachment is not None:
+            upload = await download_attachment(self.attachment, bot.settings)
+        else:
+            stored = await bot.store.get_image(self.image_sha or "")
+            if stored is None:
+                raise UserError("That image is no longer stored; save it from a newer result.")
+            upload = await normalise_upload(stored[0], "result.png", bot.settings)
+        await self.cog.save(interaction, name, kind, None, upload)
 
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: Any = None
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction, error: Exception, /
     ) -> None:
-        log.error("Save as anchor failed (user %s)", interaction.user.id, exc_info=error)
-        await fail_privately(interaction, "Something went wrong saving that anchor; try again.")
+        await report_error(interaction, error, where="the Save as anchor modal")
 
 
 class Anchors(
@@ -173,11 +166,8 @@ class Anchors(
         if await bot.store.get_anchor(interaction.user.id, clean) is not None:
             raise clash(clean)
         await interaction.response.defer(ephemeral=True, thinking=True)
-        try:
-            upload = await download_attachment(image, bot.settings)
-            await self.save(interaction, clean, kind_value, (note or "").strip() or None, upload)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
+        upload = await download_attachment(image, bot.settings)
+        await self.save(interaction, clean, kind_value, (note or "").strip() or None, upload)
 
     @app_commands.command(name="list", description="Your anchors, as one contact sheet")
     async def list_cmd(self, interaction: discord.Interaction) -> None:

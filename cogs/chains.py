@@ -1,11 +1,10 @@
 """Refining results: replies, chain threads, the Refine and Undo buttons, and the
-Edit image context menu. Thin: the chain logic is bot.chains."""
+Edit image context menu. Thin: the chain logic is bot.services.chains."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -14,12 +13,13 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.prompts import InputRef, RequestOptions
-from bot.chains import Chains, StepRequest, Ticket
 from bot.errors import UserError
-from bot.flows import fail_privately, run_request
-from bot.resolver import download_attachment
-from bot.targets import ChannelTarget, InteractionTarget, Target
-from bot.ui import report_error
+from bot.presentation.buttons import Action
+from bot.presentation.replies import reply_error, report_error
+from bot.presentation.targets import ChannelTarget, InteractionTarget, Target
+from bot.presentation.text import jump_url
+from bot.services.chains import Chains, StepRequest, Ticket
+from bot.services.requests import download_attachment
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
@@ -83,12 +83,13 @@ class ChainsCog(commands.Cog):
         self.bot = bot
         self.nb: NanoBananaBot = bot  # type: ignore[assignment]
         self.chains: Chains = self.nb.chains
-        actions = getattr(bot, "actions", {})
-        actions.update({"refine": self.refine_button, "undo": self.undo_button})
+        self.nb.actions.register(Action.REFINE, self.refine_button)
+        self.nb.actions.register(Action.UNDO, self.undo_button)
         self.edit_menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_image_menu)
         bot.tree.add_command(self.edit_menu)
 
     async def cog_unload(self) -> None:
+        self.nb.actions.unregister(Action.REFINE, Action.UNDO)
         self.bot.tree.remove_command(self.edit_menu.name, type=self.edit_menu.type)
 
     # ------------------------------------------------------------- messages
@@ -115,22 +116,8 @@ class ChainsCog(commands.Cog):
             return
         try:
             await self._step_from_message(message, reply_to, text, images)
-        except UserError as exc:
-            with contextlib.suppress(discord.HTTPException):
-                await message.reply(str(exc)[:REPLY_LIMIT], mention_author=False)
-        except Exception:
-            # Never leave a message unanswered: say so, and log with context.
-            error_ref = uuid.uuid4().hex[:8]
-            log.exception(
-                "chain step from message %s failed (user %s, guild %s, ref %s)",
-                message.id, message.author.id, message.guild.id if message.guild else None,
-                error_ref,
-            )
-            with contextlib.suppress(discord.HTTPException):
-                await message.reply(
-                    f"Something went wrong on our side (reference `{error_ref}`). Please try again.",
-                    mention_author=False,
-                )
+        except Exception as exc:  # never leave a message unanswered
+            await reply_error(message, exc, where=f"chain step from message {message.id}")
 
     async def _step_from_message(
         self,
@@ -191,11 +178,7 @@ class ChainsCog(commands.Cog):
 
     async def refine_button(self, interaction: discord.Interaction, gid: int) -> None:
         bot = bot_of(interaction)
-        try:
-            refinable(await bot.store.get_generation(gid), interaction.user.id)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-            return
+        refinable(await bot.store.get_generation(gid), interaction.user.id)
         message = interaction.message
         where = (message.channel.id, message.id) if message is not None else None
 
@@ -212,11 +195,7 @@ class ChainsCog(commands.Cog):
         if gen is not None and gen.output_image is not None:
             gid = gen.id
             where = (message.channel.id, message.id)
-            try:
-                refinable(gen, interaction.user.id)
-            except UserError as exc:
-                await fail_privately(interaction, str(exc))
-                return
+            refinable(gen, interaction.user.id)
 
             async def refine(modal_interaction: discord.Interaction, changes: str) -> None:
                 await self._refine(modal_interaction, gid, changes, where)
@@ -225,11 +204,10 @@ class ChainsCog(commands.Cog):
             return
         images = image_attachments(message)
         if not images:
-            await fail_privately(interaction, "That message has no image to edit.")
-            return
+            raise UserError("That message has no image to edit.")
 
         async def edit(modal_interaction: discord.Interaction, changes: str) -> None:
-            await run_request(
+            await bot.requests.run(
                 modal_interaction,
                 kind="edit",
                 raw={"task": "edit_image", "changes": changes},
@@ -290,8 +268,6 @@ class ChainsCog(commands.Cog):
                 new_id = await self.chains.run_step(chain.id, request, target, private=gen.private)
             if elsewhere:
                 await self._link_result(interaction, new_id, thread_id)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
         finally:
             if turn is not None:
                 turn.release()
@@ -317,26 +293,19 @@ class ChainsCog(commands.Cog):
         bot = bot_of(interaction)
         chain = await bot.store.chain_for_generation(gid)
         if chain is None:
-            await fail_privately(interaction, "This image is not part of a chain.")
-            return
+            raise UserError("This image is not part of a chain.")
         # A private chain's steps are ephemeral: its Undo must not be announced publicly.
         clicked = await bot.store.get_generation(gid)
         await interaction.response.defer(
             thinking=True, ephemeral=clicked is not None and clicked.private
         )
-        try:
-            # In line with the chain's steps: an Undo after a message undoes that step.
-            async with self.chains.turn(chain.id):
-                fresh = await bot.store.get_chain(chain.id)
-                head = await bot.store.get_generation(fresh.head_generation_id) if fresh else None
-                if interaction.user.id not in (chain.owner_id, head.user_id if head else None):
-                    raise UserError(
-                        "Only the chain's owner or the author of its latest step can undo."
-                    )
-                new_head = await self.chains.undo(chain.id)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-            return
+        # In line with the chain's steps: an Undo after a message undoes that step.
+        async with self.chains.turn(chain.id):
+            fresh = await bot.store.get_chain(chain.id)
+            head = await bot.store.get_generation(fresh.head_generation_id) if fresh else None
+            if interaction.user.id not in (chain.owner_id, head.user_id if head else None):
+                raise UserError("Only the chain's owner or the author of its latest step can undo.")
+            new_head = await self.chains.undo(chain.id)
         link = f" ({jump_link(new_head)})" if new_head.message_id else ""
         await interaction.followup.send(
             f"↩️ Undone: the chain is back at step {new_head.step}{link}. "
@@ -345,8 +314,8 @@ class ChainsCog(commands.Cog):
 
 
 def jump_link(gen: GenerationRow) -> str:
-    guild = gen.guild_id or "@me"
-    return f"https://discord.com/channels/{guild}/{gen.channel_id}/{gen.message_id}"
+    assert gen.message_id is not None
+    return jump_url(gen.guild_id, gen.channel_id, gen.message_id)
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -7,8 +7,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.prompts import InputRef, RequestOptions
-from bot.flows import run_request, split_names
-from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, anchor_autocomplete
+from bot.services.requests import split_names
+from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, anchor_autocomplete, bot_of
 
 
 class Edit(commands.Cog):
@@ -52,7 +52,7 @@ class Edit(commands.Cog):
             anchors=split_names(anchors),
             inputs=inputs,
         )
-        await run_request(
+        await bot_of(interaction).requests.run(
             interaction,
             kind="edit",
             raw=spec,
@@ -104,7 +104,7 @@ class Edit(commands.Cog):
                 for i in range(1, len(attachments) + 1)
             ],
         )
-        await run_request(
+        await bot_of(interaction).requests.run(
             interaction, kind="blend", raw=spec, options=options, attachments=attachments
         )
 

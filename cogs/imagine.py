@@ -8,16 +8,9 @@ from discord.ext import commands
 
 from bot.adapters.prompts import InputRef, RequestOptions, SpecError, parse_template
 from bot.errors import UserError
-from bot.flows import (
-    acknowledge,
-    fail_privately,
-    find_template,
-    run_request,
-    spec_from_template,
-    split_names,
-)
-from bot.preferences import preferences_for
-from bot.ui import report_error
+from bot.presentation.replies import report_error
+from bot.services.requests import PromptProblem, acknowledge, split_names
+from bot.services.templates import spec_from_template
 from cogs._shared import (
     ASPECT_CHOICES,
     MODEL_CHOICES,
@@ -53,9 +46,10 @@ class PromptModal(discord.ui.Modal, title="JSON prompt"):
             try:
                 raw = parse_template("editor", self.spec.value).fill({})
             except SpecError as exc:
-                await fail_privately(interaction, f"Your prompt has a problem:\n{exc}")
-                return
-        await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
+                raise PromptProblem(exc) from None
+        await bot_of(interaction).requests.run(
+            interaction, kind="prompt", raw=raw, options=RequestOptions()
+        )
 
     async def on_error(  # type: ignore[override]
         self, interaction: discord.Interaction, error: Exception, /
@@ -105,7 +99,7 @@ class Imagine(commands.Cog):
         attachments = [a for a in (reference, reference2, reference3) if a is not None]
         raw: str | dict[str, object] = prompt
         if template:
-            found = await find_template(bot_of(interaction), interaction.guild_id, template)
+            found = await bot_of(interaction).templates.find(interaction.guild_id, template)
             raw = spec_from_template(found, None, prompt)
         options = RequestOptions(
             model=model,
@@ -119,7 +113,7 @@ class Imagine(commands.Cog):
                 for i in range(1, len(attachments) + 1)
             ],
         )
-        await run_request(
+        await bot_of(interaction).requests.run(
             interaction,
             kind="imagine",
             raw=raw,
@@ -148,7 +142,7 @@ class Imagine(commands.Cog):
         if json is None and file is None:
             prefill = None
             if template:
-                found = await find_template(bot, interaction.guild_id, template)
+                found = await bot.templates.find(interaction.guild_id, template)
                 prefill = found.body
                 if len(prefill) > MODAL_TEXT_LIMIT:
                     raise UserError(
@@ -166,9 +160,7 @@ class Imagine(commands.Cog):
             if file.size > MAX_JSON_FILE_BYTES:
                 raise UserError(f"{file.filename} is over 64 KB; a prompt spec is at most 32 KB.")
             # Downloading may take a while: acknowledge first (Discord allows 3 s).
-            prefs = await preferences_for(
-                bot.store, bot.settings, interaction.user.id, interaction.guild_id
-            )
+            prefs = await bot.requests.preferences(interaction)
             await acknowledge(interaction, private=prefs.private)
             try:
                 data = await file.read()
@@ -185,7 +177,7 @@ class Imagine(commands.Cog):
             raise UserError(
                 "/prompt takes a JSON object starting with '{'; for plain text use /imagine."
             )
-        await run_request(interaction, kind="prompt", raw=raw, options=RequestOptions())
+        await bot.requests.run(interaction, kind="prompt", raw=raw, options=RequestOptions())
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from bot.adapters.prompts import Defaults, RequestOptions, ResolvedImage, SpecError, prepare
+from bot.adapters.prompts import Defaults, RequestOptions, ResolvedImage, prepare
+from bot.core.replay import replay_submission
+from bot.core.submission import InputImage, Submission, public_spec, uses_anchors
 from bot.errors import UserError
-from bot.flows import acknowledge, check_request_quota, fail_privately
-from bot.submission import InputImage, Submission, public_spec, uses_anchors
-from bot.targets import InteractionTarget
+from bot.presentation.buttons import Action
+from bot.services.requests import acknowledge, requester_of
 from cogs._shared import bot_of
 
 if TYPE_CHECKING:
@@ -49,27 +49,34 @@ def require_may_reuse(interaction: discord.Interaction, gen: GenerationRow) -> N
         )
 
 
+OWNED_ACTIONS = (
+    Action.REROLL,
+    Action.RETRY,
+    Action.UPSCALE_2K,
+    Action.UPSCALE_4K,
+    Action.PROMPT,
+    Action.DELETE,
+    Action.CANCEL,
+)
+
+
 class Results(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
-        actions = getattr(bot, "actions", {})
-        actions.update(
-            {
-                "reroll": self.reroll,
-                "retry": self.retry,
-                "up2k": self.upscale_2k,
-                "up4k": self.upscale_4k,
-                "prompt": self.show_prompt,
-                "delete": self.delete,
-                "cancel": self.cancel,
-            }
-        )
+        handlers = {
+            Action.REROLL: self.reroll,
+            Action.RETRY: self.retry,
+            Action.UPSCALE_2K: self.upscale_2k,
+            Action.UPSCALE_4K: self.upscale_4k,
+            Action.PROMPT: self.show_prompt,
+            Action.DELETE: self.delete,
+            Action.CANCEL: self.cancel,
+        }
+        for action in OWNED_ACTIONS:
+            bot.actions.register(action, handlers[action])  # type: ignore[attr-defined]
 
-    async def _guarded(self, interaction: discord.Interaction, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except (UserError, SpecError) as exc:
-            await fail_privately(interaction, str(exc))
+    async def cog_unload(self) -> None:
+        self.bot.actions.unregister(*OWNED_ACTIONS)  # type: ignore[attr-defined]
 
     async def rerun(self, interaction: discord.Interaction, gid: int, *, kind: str) -> None:
         bot = bot_of(interaction)
@@ -81,37 +88,36 @@ class Results(commands.Cog):
             # The chain's history goes with the request: it may hold someone's anchor.
             parent = await bot.store.get_generation(gen.parent_id)
             if parent is not None:
-                await bot.chains._refuse_others_anchors(parent, interaction.user.id)
+                await bot.chains.refuse_others_anchors(parent, interaction.user.id)
         private = gen.private
         if kind == "retry" and interaction.message is not None:
             # The failure message itself turns back into progress, then the result.
             await interaction.response.defer()
         else:
             await acknowledge(interaction, private=private)
-        sub = await bot.generator.submission_from(
+        requester = requester_of(interaction, fallback_channel_id=gen.channel_id)
+        sub = await replay_submission(
+            bot.store,
             gen,
+            requester,
             kind=gen.kind if kind == "retry" else kind,
-            user_id=interaction.user.id,
-            channel_id=interaction.channel_id or gen.channel_id,
-            guild_id=interaction.guild_id,
             private=private,
+            history_window=bot.settings.chain_history_steps,
         )
-        await check_request_quota(
-            bot, interaction.user.id, interaction.guild_id, sub.prepared, images=1
-        )
-        await bot.generator.submit(sub, InteractionTarget(interaction, private=private))
+        await bot.requests.precheck(requester, [sub.prepared])
+        await bot.requests.submit(interaction, sub)
 
     async def reroll(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self.rerun(interaction, gid, kind="reroll"))
+        await self.rerun(interaction, gid, kind="reroll")
 
     async def retry(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self.rerun(interaction, gid, kind="retry"))
+        await self.rerun(interaction, gid, kind="retry")
 
     async def upscale_2k(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self._upscale(interaction, gid, "2K"))
+        await self._upscale(interaction, gid, "2K")
 
     async def upscale_4k(self, interaction: discord.Interaction, gid: int) -> None:
-        await self._guarded(interaction, self._upscale(interaction, gid, "4K"))
+        await self._upscale(interaction, gid, "4K")
 
     async def _upscale(self, interaction: discord.Interaction, gid: int, size: str) -> None:
         bot = bot_of(interaction)
@@ -133,13 +139,10 @@ class Results(commands.Cog):
         if stored is None:
             raise UserError("This image is past the retention period and no longer stored.")
         data, mime = stored
-        await check_request_quota(
-            bot, interaction.user.id, interaction.guild_id, prepared, images=1
-        )
-        sub = Submission(
-            user_id=interaction.user.id,
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id or gen.channel_id,
+        requester = requester_of(interaction, fallback_channel_id=gen.channel_id)
+        await bot.requests.precheck(requester, [prepared])
+        sub = Submission.build(
+            requester,
             kind="upscale",
             prepared=prepared,
             inputs=[
@@ -152,14 +155,10 @@ class Results(commands.Cog):
             ],
             private=gen.private,
         )
-        await bot.generator.submit(sub, InteractionTarget(interaction, private=gen.private))
+        await bot.requests.submit(interaction, sub)
 
     async def show_prompt(self, interaction: discord.Interaction, gid: int) -> None:
-        try:
-            gen = await load_generation(interaction, gid)
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-            return
+        gen = await load_generation(interaction, gid)
         spec = public_spec(gen.spec, owner_view=interaction.user.id == gen.user_id)
         text = json.dumps(spec, indent=2, ensure_ascii=False)
         if len(text) <= 1900:
@@ -172,12 +171,8 @@ class Results(commands.Cog):
             )
 
     async def delete(self, interaction: discord.Interaction, gid: int) -> None:
-        try:
-            gen = await load_generation(interaction, gid)
-            require_owner(interaction, gen, "delete")
-        except UserError as exc:
-            await fail_privately(interaction, str(exc))
-            return
+        gen = await load_generation(interaction, gid)
+        require_owner(interaction, gen, "delete")
         message = interaction.message
         if message is not None and message.flags.ephemeral:
             # An ephemeral message can only be removed through its own interaction.
@@ -200,8 +195,7 @@ class Results(commands.Cog):
         bot = bot_of(interaction)
         gen = await bot.store.get_generation(gid)
         if gen is not None and gen.user_id != interaction.user.id:
-            await fail_privately(interaction, "Only the person who asked for this can cancel it.")
-            return
+            raise UserError("Only the person who asked for this can cancel it.")
         if bot.generator.cancel(gid):
             await interaction.response.send_message(
                 "Cancelled. Nothing was charged.", ephemeral=True

@@ -12,7 +12,8 @@ from discord.ext import commands
 
 from bot.adapters.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from bot.errors import UserError
-from bot.flows import find_template, run_request, spec_from_template, split_names
+from bot.services.requests import split_names
+from bot.services.templates import spec_from_template
 from cogs._shared import (
     ASPECT_CHOICES,
     MODEL_CHOICES,
@@ -37,7 +38,7 @@ async def vars_autocomplete(
     if not name:
         return []
     try:
-        template = await find_template(bot_of(interaction), interaction.guild_id, str(name))
+        template = await bot_of(interaction).templates.find(interaction.guild_id, str(name))
         holders = template.placeholders()
     except (UserError, SpecError):
         return []
@@ -84,7 +85,7 @@ class Templates(
     async def list_cmd(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
         lines = ["**Built-in**"]
-        for name, template in sorted(bot.builtin_templates.items()):
+        for name, template in sorted(bot.templates.builtin.items()):
             lines.append(f"`{name}` — {template.description}")
         rows = []
         if interaction.guild_id is not None:
@@ -98,7 +99,7 @@ class Templates(
             await interaction.response.send_message(text, ephemeral=True)
             return
         # Too long for one message: the whole list as a file, never silently cut.
-        count = len(bot.builtin_templates) + len(rows)
+        count = len(bot.templates.builtin) + len(rows)
         await interaction.response.send_message(
             f"{count} templates ({len(rows)} from this server); the list is attached.",
             file=discord.File(io.BytesIO(text.encode()), filename="templates.md"),
@@ -108,7 +109,7 @@ class Templates(
     @app_commands.command(name="show", description="Show a template's JSON and placeholders")
     @app_commands.autocomplete(name=template_autocomplete)
     async def show_cmd(self, interaction: discord.Interaction, name: str) -> None:
-        template = await find_template(bot_of(interaction), interaction.guild_id, name)
+        template = await bot_of(interaction).templates.find(interaction.guild_id, name)
         placeholders = (
             ", ".join(
                 f"{p.name}"
@@ -149,12 +150,14 @@ class Templates(
         size: str | None = None,
         model: str | None = None,
     ) -> None:
-        template = await find_template(bot_of(interaction), interaction.guild_id, name)
+        template = await bot_of(interaction).templates.find(interaction.guild_id, name)
         spec = spec_from_template(template, vars, None)
         options = RequestOptions(
             model=model, size=size, aspect=aspect, anchors=split_names(anchors)
         )
-        await run_request(interaction, kind="template", raw=spec, options=options)
+        await bot_of(interaction).requests.run(
+            interaction, kind="template", raw=spec, options=options
+        )
 
     @app_commands.command(name="save", description="Save a template for this server")
     @app_commands.describe(
@@ -176,7 +179,7 @@ class Templates(
         clean = name.strip().lower()
         if not NAME_RULE.match(clean):
             raise UserError("Template names are 1–32 lowercase letters, digits, - or _.")
-        if clean in bot.builtin_templates:
+        if clean in bot.templates.builtin:
             raise UserError(f"'{clean}' is a built-in template; choose another name.")
         if (json is None) == (file is None):
             raise UserError("Give the template as json or as a .json file (one of them).")
@@ -224,7 +227,7 @@ class Templates(
         clean = name.strip().lower()
         existing = await bot.store.get_guild_template(guild_id, clean)
         if existing is None:
-            if clean in bot.builtin_templates:
+            if clean in bot.templates.builtin:
                 raise UserError("Built-in templates can't be deleted.")
             raise UserError(f"This server has no template called '{clean}'.")
         if existing.author_id != interaction.user.id and not _can_manage(interaction):

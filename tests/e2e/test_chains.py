@@ -138,7 +138,7 @@ async def until_recorded(harness: BotHarness, result: MessageRecord) -> None:
         while True:
             gen = await bot.store.get_generation(gid)
             shown = gen is not None and gen.message_id == result.id
-            if shown and not bot.generator.jobs_by_generation:
+            if shown and not bot.generator.active():
                 return
             await asyncio.sleep(0.02)
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from bot.errors import UserError
-from bot.flows import find_template
 from tests.e2e.conftest import png_bytes
 from tests.e2e.harness import BotHarness
 from tests.fakes.discord_driver import FakeInteraction, FakeUser, Upload
@@ -64,9 +63,9 @@ async def test_list_shows_builtins_and_this_servers_templates(bot_harness: BotHa
     assert msg.ephemeral
     bot = bot_harness.bot
     assert bot is not None
-    assert len(bot.builtin_templates) >= 7
+    assert len(bot.templates.builtin) >= 7
     lines = msg.content.splitlines()
-    for name, template in bot.builtin_templates.items():
+    for name, template in bot.templates.builtin.items():
         line = next((ln for ln in lines if f"`{name}`" in ln), None)
         assert line is not None, (name, msg.content)
         assert template.description[:30] in line  # one-line description beside each
@@ -90,7 +89,7 @@ async def test_a_long_list_comes_as_a_file(bot_harness: BotHarness) -> None:
         )
     msg = await _answer(await fake.user("alice").slash("template list"))
     assert msg.ephemeral
-    assert f"{len(bot.builtin_templates) + 12} templates (12 from this server)" in msg.content
+    assert f"{len(bot.templates.builtin) + 12} templates (12 from this server)" in msg.content
     assert msg.attachment_names == ["templates.md"]
     listing = fake.attachment_bytes(msg.attachments[0]).decode()
     assert all(f"`tpl{i:02d}`" in listing for i in range(12))
@@ -119,7 +118,7 @@ async def test_show_short_inline_and_long_as_a_file(bot_harness: BotHarness) -> 
     text = fake.attachment_bytes(long.attachments[0]).decode()
     bot = bot_harness.bot
     assert bot is not None
-    assert text == bot.builtin_templates["product_shot"].body
+    assert text == bot.templates.builtin["product_shot"].body
     assert "product (default:" in long.content
 
     missing = await _answer(await alice.slash("template show", name="nope"))
@@ -334,8 +333,8 @@ async def test_server_templates_stay_in_their_guild(bot_harness: BotHarness) -> 
     assert [r.name for r in await bot.store.list_guild_templates(other_guild)] == ["secret"]
     for guild in (other_guild, None):
         with pytest.raises(UserError, match="no template called 'poster'"):
-            await find_template(bot, guild, "poster")
-    assert (await find_template(bot, fake.guild_id, "poster")).source == "guild"
+            await bot.templates.find(guild, "poster")
+    assert (await bot.templates.find(fake.guild_id, "poster")).source == "guild"
 
 
 # ------------------------------------------------------------------------------- /imagine, /prompt
@@ -376,7 +375,7 @@ async def test_prompt_with_a_template_opens_a_prefilled_editor(bot_harness: BotH
     assert await ix.wait_ack(timeout=3) == 9
     assert ix.modal is not None
     field = _text_inputs(ix.modal)[0]
-    assert field["value"] == bot.builtin_templates["product_shot"].body
+    assert field["value"] == bot.templates.builtin["product_shot"].body
 
     edited = field["value"].replace("{{product|wireless over-ear headphones}}", "espresso machine")
     await alice.submit_modal(ix, {field["custom_id"]: edited})

@@ -1,4 +1,4 @@
-"""Tests for bot.jobs: limits, round-robin, lanes, positions, cancel, timeouts, shutdown.
+"""Tests for bot.core.jobs: limits, round-robin, lanes, positions, cancel, timeouts, shutdown.
 
 Most tests drive jobs with gates (an asyncio.Event per job) rather than sleeps, so they assert
 orderings and invariants that hold however slow the machine is.
@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.jobs import Job, JobQueue, JobState, QueueClosed, QueueFull
+from bot.core.jobs import Job, JobQueue, JobState, QueueClosed, QueueFull
 
 FINAL = {JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
 
@@ -215,14 +215,14 @@ async def test_submit_many_is_all_or_nothing(make_queue) -> None:
         queue.submit(probe.job(1, f"w{i}"))
     await settle()
     batch = [probe.job(1, f"batch{i}") for i in range(3)]
-    with pytest.raises(QueueFull, match="8 requests waiting and this adds 3"):
+    with pytest.raises(QueueFull, match=r"That is 3 images, but you can queue only 2 more right now \(at most 10"):
         queue.submit_many(batch)
     assert all(j.id == 0 for j in batch)
     assert queue.user_load(1) == (0, 8)
     assert queue.queued_count == 8
 
     too_big = [probe.job(2, f"big{i}") for i in range(11)]
-    with pytest.raises(QueueFull, match="11 requests at once"):
+    with pytest.raises(QueueFull, match="That is 11 images, but you can queue only 10 more"):
         queue.submit_many(too_big)
     assert queue.user_load(2) == (0, 0)
 
@@ -526,7 +526,7 @@ async def test_failing_job_is_recorded_logged_and_others_go_on(make_queue, caplo
     probe = Probe()
     bad = queue.submit(probe.job(42, "bad", fail=True, gated=False))
     good = queue.submit(probe.job(43, "good", gated=False))
-    with caplog.at_level(logging.ERROR, logger="bot.jobs"):
+    with caplog.at_level(logging.ERROR, logger="bot.core.jobs"):
         assert (await asyncio.wait_for(queue.wait(bad.id), 5)).state is JobState.FAILED
         assert (await asyncio.wait_for(queue.wait(good.id), 5)).state is JobState.DONE
     assert isinstance(bad.error, ValueError) and str(bad.error) == "boom bad"

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.targets import Target
+from bot.presentation.targets import Target
 
 log = logging.getLogger(__name__)
 

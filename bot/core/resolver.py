@@ -11,13 +11,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import discord
-
 from bot.adapters import imaging
 from bot.adapters.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
 from bot.adapters.prompts.references import ROLE_LABELS
+from bot.core.submission import InputImage
 from bot.errors import UserError
-from bot.submission import InputImage
 
 if TYPE_CHECKING:
     from bot.adapters.store import Store
@@ -76,21 +74,6 @@ class Upload:
 
     image: imaging.InboundImage
     filename: str
-
-
-async def download_attachment(attachment: discord.Attachment, settings: Settings) -> Upload:
-    """Check the declared size first, then download at once (URLs expire) and normalise."""
-    try:
-        imaging.check_declared_size(
-            attachment.size, max_bytes=settings.max_attachment_bytes, filename=attachment.filename
-        )
-    except imaging.ImageError as exc:
-        raise UserError(str(exc)) from None
-    try:
-        data = await attachment.read()
-    except discord.HTTPException:
-        raise UserError(f"I could not download {attachment.filename}; upload it again.") from None
-    return await normalise_upload(data, attachment.filename, settings)
 
 
 async def normalise_upload(data: bytes, filename: str, settings: Settings) -> Upload:

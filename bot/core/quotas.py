@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bot.config import Settings
+from bot.config import Settings, estimate_cost
 from bot.errors import QuotaExceeded
 
 if TYPE_CHECKING:
+    from bot.adapters.prompts import PreparedSpec
     from bot.adapters.store import Store
 
 # Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
@@ -123,6 +124,31 @@ async def check_quota(
                 f"${everyone.total_cost:.2f} used today, and this costs about ${cost:.2f}. "
                 f"The server's budget {resets_text()}."
             )
+
+
+def request_cost(prepared: Sequence[PreparedSpec]) -> float:
+    """The estimated cost of these requests (one image each)."""
+    return sum(estimate_cost(p.model, p.size) for p in prepared)
+
+
+async def precheck(
+    store: Store,
+    settings: Settings,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    prepared: Sequence[PreparedSpec],
+) -> None:
+    """The one quota pre-check, before a request is acknowledged or queued: QuotaExceeded if
+    these images (one per spec) would pass a limit. `reserve` checks again atomically."""
+    await check_quota(
+        store,
+        settings,
+        user_id=user_id,
+        guild_id=guild_id,
+        images=len(prepared),
+        cost=request_cost(prepared),
+    )
 
 
 # One lock per server and store (a store per running bot; weak so a closed bot's go away).

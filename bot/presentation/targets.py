@@ -12,11 +12,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol, cast
 
 import discord
 
 log = logging.getLogger(__name__)
+
+
+class DiscordClient(Protocol):
+    """What services and targets need of the Discord client (discord.Client has it all)."""
+
+    def get_channel(self, id: int, /) -> Any: ...
+
+    async def fetch_channel(self, channel_id: int, /) -> Any: ...
+
+    def get_user(self, id: int, /) -> Any: ...
+
+    async def fetch_user(self, user_id: int, /) -> Any: ...
 
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 # Leave a margin before Discord's 15-minute token expiry.
@@ -50,23 +62,23 @@ def _rewind(files: list[discord.File] | None) -> None:
         f.reset()
 
 
-async def _channel(client: discord.Client, channel_id: int) -> discord.abc.Messageable:
+async def _channel(client: DiscordClient, channel_id: int) -> discord.abc.Messageable:
     channel = client.get_channel(channel_id)
     if channel is None:
         channel = await client.fetch_channel(channel_id)
-    return channel  # type: ignore[return-value]
+    return channel
 
 
 def _partial_message(channel: discord.abc.Messageable, message_id: int) -> discord.PartialMessage:
     return channel.get_partial_message(message_id)  # type: ignore[attr-defined]
 
 
-def _guild_limit(client: discord.Client, channel_id: int) -> int:
+def _guild_limit(client: DiscordClient, channel_id: int) -> int:
     guild = getattr(client.get_channel(channel_id), "guild", None)
     return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_LIMIT
 
 
-async def _direct_message(client: discord.Client, user_id: int, **kwargs: Any) -> discord.Message:
+async def _direct_message(client: DiscordClient, user_id: int, **kwargs: Any) -> discord.Message:
     """A private result that can no longer go to its ephemeral message goes to the DMs."""
     user = client.get_user(user_id) or await client.fetch_user(user_id)
     return await user.send(**kwargs)
@@ -210,7 +222,7 @@ class ChannelTarget(Target):
 
     def __init__(
         self,
-        client: discord.Client,
+        client: DiscordClient,
         *,
         channel_id: int,
         user_id: int,
@@ -286,7 +298,7 @@ class ResumedTarget(ChannelTarget):
     through its interaction's webhook while the token lasts, and by DM after that.
     """
 
-    def __init__(self, client: discord.Client, info: dict[str, Any], *, user_id: int) -> None:
+    def __init__(self, client: DiscordClient, info: dict[str, Any], *, user_id: int) -> None:
         message_id = info.get("message_id")
         reply_to = info.get("reply_to")
         super().__init__(
@@ -311,7 +323,9 @@ class ResumedTarget(ChannelTarget):
         if not usable:
             return None
         assert self._token is not None
-        return discord.Webhook.partial(self._application_id, self._token, client=self.client)
+        return discord.Webhook.partial(
+            self._application_id, self._token, client=cast(discord.Client, self.client)
+        )
 
     async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
         if not self.private:

@@ -12,44 +12,34 @@ model's stored content goes back unchanged (Gemini 3 verifies its thought signat
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any
 
 import discord
-from google.genai import types
 
-from bot.adapters.gemini import content_from_json
 from bot.adapters.prompts import (
     Defaults,
     InputRef,
     RequestOptions,
-    ResolvedImage,
     SpecError,
     compile_request,
     prepare,
 )
-from bot.config import capability, estimate_cost
+from bot.adapters.store import ChainRow, GenerationRow, Store
+from bot.config import Settings
+from bot.core.history import CHAIN_REF, build_history
+from bot.core.lanes import SerialLanes, Ticket
+from bot.core.preferences import preferences_for
+from bot.core.quotas import precheck
+from bot.core.resolver import RequestResolver, Upload, anchor_mentions
+from bot.core.submission import InputImage, Requester, Submission, uses_anchors
 from bot.errors import UserError
-from bot.generator import Generator
-from bot.preferences import preferences_for
-from bot.quotas import check_quota
-from bot.resolver import RequestResolver, Upload, anchor_mentions
-from bot.submission import InputImage, Submission, uses_anchors
-from bot.targets import Target
-
-if TYPE_CHECKING:
-    from bot.adapters.store import ChainRow, GenerationRow, Store
-    from bot.client import NanoBananaBot
+from bot.presentation.targets import DiscordClient, Target
+from bot.services.generation import Generator
 
 log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 100
-# Google advises keeping a whole request under 20 MB inline; base64 adds a third.
-REQUEST_IMAGE_BYTES = 14 * 1024 * 1024
-CHAIN_REF = "chain:latest"
 
 RETENTION_MESSAGE = (
     "This image is past the {days}-day retention period and no longer stored, so it can't be "
@@ -60,192 +50,6 @@ NOTICE_NO_PERMISSION = (
 )
 NOTICE_IN_THREAD = "This is already a thread, so this chain continues as replies here."
 NOTICE_NO_THREADS = "Threads aren't available here, so this chain continues as replies."
-
-
-# ------------------------------------------------------------------------------ ordering
-
-
-class Ticket:
-    """A place in a lane. `async with ticket:` waits for the places before it; leaving (or
-    `release()`, idempotent) lets the next one go. Taken synchronously, so the order of
-    `take` calls is the order of turns."""
-
-    def __init__(self, lanes: SerialLanes, key: str, prev: asyncio.Future[None] | None) -> None:
-        self._lanes = lanes
-        self._key = key
-        self._prev = prev
-        self._mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._released = False
-
-    async def __aenter__(self) -> Ticket:
-        if self._prev is not None and not self._prev.done():
-            try:
-                await asyncio.shield(self._prev)
-            except BaseException:
-                self.release()
-                raise
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-    def release(self) -> None:
-        if self._released:
-            return
-        self._released = True
-        if self._prev is None or self._prev.done():
-            self._finish()
-        else:  # left before its turn came: the next one still waits for ours
-            self._prev.add_done_callback(lambda _f: self._finish())
-
-    def _finish(self) -> None:
-        if not self._mine.done():
-            self._mine.set_result(None)
-        self._lanes._forget(self._key, self._mine)
-
-
-class SerialLanes:
-    """FIFO lanes by key; a lane exists only while someone holds or waits for a turn."""
-
-    def __init__(self) -> None:
-        self._tails: dict[str, asyncio.Future[None]] = {}
-
-    def take(self, key: str) -> Ticket:
-        ticket = Ticket(self, key, self._tails.get(key))
-        self._tails[key] = ticket._mine
-        return ticket
-
-    def busy(self, key: str) -> bool:
-        return key in self._tails
-
-    def _forget(self, key: str, future: asyncio.Future[None]) -> None:
-        if self._tails.get(key) is future:
-            del self._tails[key]
-
-
-# ------------------------------------------------------------------------------ history
-
-
-@dataclass
-class _Turn:
-    """One earlier step as a user turn (with and without the image it edited) and the
-    model's stored answer."""
-
-    user_full: types.Content
-    user_lean: types.Content
-    model: types.Content
-
-
-def _inline_bytes(content: types.Content) -> int:
-    return sum(
-        len(p.inline_data.data or b"") for p in content.parts or [] if p.inline_data is not None
-    )
-
-
-def _inline_images(content: types.Content) -> int:
-    return sum(1 for p in content.parts or [] if p.inline_data is not None)
-
-
-async def build_history(
-    generator: Generator, parent_id: int, *, current: types.Content | None = None
-) -> list[types.Content]:
-    """Earlier turns for a step whose parent is `parent_id`: the last N steps of its lineage
-    (N = setting chain_history_steps) as alternating user/model turns, oldest first.
-
-    The model's turns are its stored content, byte for byte, so Gemini's thought signatures
-    verify. A user turn leaves out the image it edited (the model turn before it shows that
-    image) except the first: a window that starts mid-chain starts with a user turn carrying
-    that step's image. Steps whose images are past retention, and turns that would push the
-    request (with `current`) past the model's input-image limit or the inline size budget,
-    are dropped from the old end."""
-    window = generator.settings.chain_history_steps
-    if window <= 0:
-        return []
-    store = generator.store
-    lineage = await store.chain_lineage(parent_id, limit=window)
-    if not lineage:
-        return []
-    turns: list[_Turn] = []
-    for step in reversed(lineage):  # newest first: stop at the first unusable step
-        if step.status != "done" or not step.model_content:
-            break
-        turn = await _load_turn(store, step)
-        if turn is None:
-            break
-        turns.append(turn)
-    turns.reverse()
-    max_images = capability(lineage[-1].model).max_input_images
-    base_bytes = _inline_bytes(current) if current is not None else 0
-    base_images = _inline_images(current) if current is not None else 0
-    for start in range(len(turns)):
-        kept = turns[start:]
-        users = [kept[0].user_full, *(t.user_lean for t in kept[1:])]
-        size = (
-            base_bytes + sum(map(_inline_bytes, users)) + sum(_inline_bytes(t.model) for t in kept)
-        )
-        images = base_images + sum(map(_inline_images, users))
-        if size <= REQUEST_IMAGE_BYTES and images <= max_images:
-            history: list[types.Content] = []
-            for user, turn in zip(users, kept, strict=True):
-                history += [user, turn.model]
-            return history
-    return []
-
-
-async def _load_turn(store: Store, step: GenerationRow) -> _Turn | None:
-    """A stored step as turns; None if one of its images is gone or its spec no longer
-    compiles."""
-    model_json = await store.hydrate_model_content(step.model_content)
-    if model_json is None:
-        return None
-    spec = dict(step.spec)
-    metadata = dict(spec.get("metadata") or {})
-    resolved: list[dict[str, Any]] = metadata.pop("resolved_inputs", [])
-    if metadata:
-        spec["metadata"] = metadata
-    else:
-        spec.pop("metadata", None)
-    images: list[ResolvedImage] = []
-    for item in resolved:
-        stored = await store.get_image(item["sha"])
-        if stored is None:
-            return None
-        data, mime = stored
-        images.append(
-            ResolvedImage(
-                data=data,
-                mime_type=mime,
-                description=item["description"],
-                anchor_kind=item.get("anchor_kind"),
-            )
-        )
-    try:
-        prepared = prepare(
-            spec, None, Defaults(model=step.model, size=step.size, aspect=step.aspect)
-        )
-        compiled = compile_request(prepared, images)
-    except (SpecError, ValueError) as exc:
-        log.info("step %s left out of the history: %s", step.id, exc)
-        return None
-    full = compiled.user_content()
-    # parts: [json, label 1, image 1, label 2, image 2, ...]
-    lean_parts: list[types.Part] = [compiled.parts[0]]
-    for n, ref in enumerate(prepared.spec.inputs):
-        label, image = compiled.parts[1 + 2 * n], compiled.parts[2 + 2 * n]
-        if ref.data.strip() == CHAIN_REF:
-            lean_parts.append(types.Part(text=f"{label.text} — the image from your previous turn"))
-        else:
-            lean_parts += [label, image]
-    return _Turn(
-        user_full=full,
-        user_lean=types.Content(role="user", parts=lean_parts),
-        model=content_from_json(model_json),
-    )
 
 
 # ------------------------------------------------------------------------------ chains
@@ -272,8 +76,13 @@ class Placement:
 class Chains:
     """Chain bookkeeping, thread placement and the per-chain step pipeline."""
 
-    def __init__(self, bot: NanoBananaBot) -> None:
-        self.bot = bot
+    def __init__(
+        self, *, store: Store, settings: Settings, generator: Generator, client: DiscordClient
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.generator = generator
+        self.client = client
         self._lanes = SerialLanes()
         self._in_place: set[int] = set()  # chains that continue as replies (no retries)
 
@@ -292,7 +101,7 @@ class Chains:
 
     async def chain_for(self, gen: GenerationRow) -> ChainRow:
         """The chain a result belongs to, creating it (the result is step 0) if needed."""
-        store = self.bot.store
+        store = self.store
         chain = await store.chain_for_generation(gen.id)
         if chain is not None:
             return chain
@@ -325,7 +134,7 @@ class Chains:
         the request's subject). Where that is impossible (no permission, already a thread,
         a forum...) the chain continues as replies and the notice says so, once."""
         async with self._lanes.take(f"thread:{chain.id}"):
-            store = self.bot.store
+            store = self.store
             fresh = await store.get_chain(chain.id)
             assert fresh is not None
             thread_gone = False
@@ -340,14 +149,14 @@ class Chains:
                 # Earlier steps went in place (before a restart): stay consistent.
                 self._in_place.add(fresh.id)
                 return Placement(None)
-            prefs = await preferences_for(store, self.bot.settings, user_id, fresh.guild_id)
+            prefs = await preferences_for(store, self.settings, user_id, fresh.guild_id)
             if not prefs.threads:
                 return Placement(None)  # the user's own choice: nothing to explain
             root = await store.get_generation(fresh.root_generation_id)
             channel_id = result_channel_id or (root.channel_id if root else fresh.channel_id)
             message_id = result_message_id or (root.message_id if root else None)
             name = _thread_name(root.summary if root else "", fresh.id)
-            channel = self.bot.get_channel(channel_id)
+            channel = self.client.get_channel(channel_id)
             notice = _thread_problem(channel) if message_id is not None else NOTICE_NO_THREADS
             if notice is None and message_id is not None:
                 assert isinstance(channel, discord.TextChannel)  # _thread_problem checked
@@ -375,18 +184,18 @@ class Chains:
                     else NOTICE_NO_THREADS
                 )
             thread_id = message_id  # a message's thread has the message's id
-            other = await self.bot.store.chain_by_thread(thread_id)
+            other = await self.store.chain_by_thread(thread_id)
             if other is not None and other.id != chain.id:
                 return None, NOTICE_NO_THREADS
-        await self.bot.store.set_chain_thread(chain.id, thread_id)
+        await self.store.set_chain_thread(chain.id, thread_id)
         log.info("chain %s lives in thread %s", chain.id, thread_id)
         return thread_id, None
 
     async def _thread_alive(self, thread_id: int) -> bool:
-        if self.bot.get_channel(thread_id) is not None:
+        if self.client.get_channel(thread_id) is not None:
             return True
         try:
-            await self.bot.fetch_channel(thread_id)  # archived threads are not cached
+            await self.client.fetch_channel(thread_id)  # archived threads are not cached
         except (discord.NotFound, discord.Forbidden):
             return False
         except discord.HTTPException:
@@ -400,7 +209,7 @@ class Chains:
     ) -> int:
         """Queue one step and wait until it has finished; returns its generation id. The
         caller holds the chain's turn."""
-        store = self.bot.store
+        store = self.store
         await self._settle(chain_id)
         chain = await store.get_chain(chain_id)
         if chain is None:
@@ -412,26 +221,26 @@ class Chains:
         if parent.chain_id != chain.id:
             raise UserError("That image belongs to another chain; reply to it directly.")
         if not await store.has_image(parent.output_image):
-            raise UserError(RETENTION_MESSAGE.format(days=self.bot.settings.image_retention_days))
+            raise UserError(RETENTION_MESSAGE.format(days=self.settings.image_retention_days))
         sub = await self.step_submission(
             chain, parent, request, channel_id=target.channel_id, private=private
         )
-        gen_id = await self.bot.generator.submit(sub, target)
-        await self.bot.generator.wait_for(gen_id)
+        gen_id = await self.generator.submit(sub, target)
+        await self.generator.wait_for(gen_id)
         return gen_id
 
     async def _settle(self, chain_id: int) -> None:
         """Wait for steps of this chain still running (resumed after a restart)."""
-        generator = self.bot.generator
-        for gen in await self.bot.store.unfinished_generations():
+        generator = self.generator
+        for gen in await self.store.unfinished_generations():
             if gen.chain_id == chain_id:
                 await generator.wait_for(gen.id)
 
-    async def _refuse_others_anchors(self, parent: GenerationRow, user_id: int) -> None:
+    async def refuse_others_anchors(self, parent: GenerationRow, user_id: int) -> None:
         """The history window re-sends earlier steps' inputs; if one of them is somebody
         else's anchor (a face, say), only that person may continue from here."""
-        window = max(1, self.bot.settings.chain_history_steps)
-        for step in await self.bot.store.chain_lineage(parent.id, limit=window):
+        window = max(1, self.settings.chain_history_steps)
+        for step in await self.store.chain_lineage(parent.id, limit=window):
             if step.user_id != user_id and uses_anchors(step.spec):
                 raise UserError(
                     "This chain uses someone else's private anchors, so only they can continue "
@@ -468,7 +277,7 @@ class Chains:
         except SpecError as exc:
             raise UserError(f"That change has a problem:\n{exc}") from None
         resolver = RequestResolver(
-            self.bot.store,
+            self.store,
             user_id=request.user_id,
             uploads=request.uploads,
             chain_image=(parent.output_image or "", parent.step),
@@ -477,21 +286,20 @@ class Chains:
             resolved: list[InputImage] = await resolver.resolve_all(prepared.spec)
         except SpecError as exc:
             raise UserError(str(exc)) from None
-        await check_quota(
-            self.bot.store,
-            self.bot.settings,
+        await precheck(
+            self.store,
+            self.settings,
             user_id=request.user_id,
             guild_id=request.guild_id,
-            images=1,
-            cost=estimate_cost(prepared.model, prepared.size),
+            prepared=[prepared],
         )
-        await self._refuse_others_anchors(parent, request.user_id)
+        await self.refuse_others_anchors(parent, request.user_id)
         current = compile_request(prepared, [item.image for item in resolved]).user_content()
-        history = await build_history(self.bot.generator, parent.id, current=current)
-        return Submission(
-            user_id=request.user_id,
-            guild_id=request.guild_id,
-            channel_id=channel_id,
+        history = await build_history(
+            self.store, parent.id, window=self.settings.chain_history_steps, current=current
+        )
+        return Submission.build(
+            Requester(request.user_id, request.guild_id, channel_id),
             kind="refine",
             prepared=prepared,
             inputs=resolved,
@@ -503,7 +311,7 @@ class Chains:
 
     async def undo(self, chain_id: int) -> GenerationRow:
         """Move the head back one step; returns the new head. The caller holds the turn."""
-        store = self.bot.store
+        store = self.store
         chain = await store.get_chain(chain_id)
         head = await store.get_generation(chain.head_generation_id) if chain else None
         if chain is None or head is None or head.parent_id is None:

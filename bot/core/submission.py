@@ -13,6 +13,16 @@ from typing import Any
 from google.genai import types
 
 from bot.adapters.prompts import PreparedSpec, ResolvedImage
+from bot.adapters.store import Store
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where: what every request carries from its interaction or message."""
+
+    user_id: int
+    guild_id: int | None
+    channel_id: int
 
 
 @dataclass
@@ -37,6 +47,36 @@ class Submission:
     batch_id: str | None = None
     private: bool = False
 
+    @classmethod
+    def build(
+        cls,
+        requester: Requester,
+        *,
+        kind: str,
+        prepared: PreparedSpec,
+        inputs: list[InputImage] | None = None,
+        private: bool = False,
+        history: list[types.Content] | None = None,
+        chain_id: int | None = None,
+        parent_id: int | None = None,
+        batch_id: str | None = None,
+    ) -> Submission:
+        """The one way a request becomes a submission (commands, buttons, chains, batches,
+        recovery)."""
+        return cls(
+            user_id=requester.user_id,
+            guild_id=requester.guild_id,
+            channel_id=requester.channel_id,
+            kind=kind,
+            prepared=prepared,
+            inputs=list(inputs or []),
+            history=list(history or []),
+            chain_id=chain_id,
+            parent_id=parent_id,
+            batch_id=batch_id,
+            private=private,
+        )
+
 
 def stored_spec(prepared: PreparedSpec, inputs: list[InputImage]) -> dict[str, Any]:
     """The spec as recorded: what was sent, plus which stored image each input resolved to."""
@@ -54,6 +94,36 @@ def stored_spec(prepared: PreparedSpec, inputs: list[InputImage]) -> dict[str, A
         ]
         spec["metadata"] = metadata
     return spec
+
+
+def split_stored_spec(spec: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A stored spec as (the spec to prepare again, the stored images its inputs resolved to)."""
+    out = dict(spec)
+    metadata = dict(out.get("metadata") or {})
+    resolved: list[dict[str, Any]] = metadata.pop("resolved_inputs", [])
+    if metadata:
+        out["metadata"] = metadata
+    else:
+        out.pop("metadata", None)
+    return out, resolved
+
+
+async def load_inputs(store: Store, resolved: list[dict[str, Any]]) -> list[InputImage] | None:
+    """The stored input images of a spec, in order; None if one is gone (retention)."""
+    inputs: list[InputImage] = []
+    for item in resolved:
+        stored = await store.get_image(item["sha"])
+        if stored is None:
+            return None
+        data, mime = stored
+        image = ResolvedImage(
+            data=data,
+            mime_type=mime,
+            description=item["description"],
+            anchor_kind=item.get("anchor_kind"),
+        )
+        inputs.append(InputImage(image, item["sha"]))
+    return inputs
 
 
 def uses_anchors(spec: dict[str, Any]) -> bool:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from bot.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -40,8 +42,8 @@ class JobState(StrEnum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
-class QueueFull(Exception):
-    """Refused at submit time. `str(exc)` is a short message meant for the user."""
+class QueueFull(UserError):
+    """Refused at submit time (or by `check_room` before it). The message is for the user."""
 
 
 class QueueClosed(QueueFull):
@@ -195,7 +197,7 @@ class JobQueue:
         for job in jobs:
             adding[job.user_id] = adding.get(job.user_id, 0) + 1
         for user_id, count in adding.items():
-            self._check_room(user_id, count)
+            self.check_room(user_id, count)
 
         now = time.time()
         for job in jobs:
@@ -211,7 +213,9 @@ class JobQueue:
         self._after_change(allow_increase=True)
         return jobs
 
-    def _check_room(self, user_id: int, adding: int) -> None:
+    def check_room(self, user_id: int, adding: int = 1) -> None:
+        """The one queue-room check: QueueFull unless `adding` more jobs fit in the user's
+        waiting limit. Callers use it to refuse before acknowledging or charging."""
         limit = self._max_queued_per_user
         waiting = len(self._waiting.get(user_id, ()))
         if waiting + adding <= limit:
@@ -221,14 +225,11 @@ class JobQueue:
                 f"You already have {_plural(waiting, 'request')} waiting; "
                 "wait for some to finish or cancel one."
             )
-        if adding > limit:
-            raise QueueFull(
-                f"That is {adding} requests at once, more than the {limit} you can have "
-                "waiting; use fewer."
-            )
+        room = max(0, limit - waiting)
         raise QueueFull(
-            f"You already have {_plural(waiting, 'request')} waiting and this adds {adding} "
-            f"(limit {limit}); wait for some to finish or cancel one."
+            f"That is {adding} images, but you can queue only {room} more right now "
+            f"(at most {limit} waiting at a time). Nothing was queued or charged; use fewer "
+            "or wait for your queued images to finish."
         )
 
     # ---------------------------------------------------------------- queries

@@ -1,0 +1,265 @@
+"""/batch after acknowledgement: queue every variant (all or none), show the batch's progress
+in one message, and turn that message into the labelled contact sheet."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.adapters import imaging
+from bot.adapters.prompts import (
+    Defaults,
+    PreparedSpec,
+    RequestOptions,
+    SpecError,
+    expand_batch,
+    parse_batch_values,
+    prepare,
+)
+from bot.adapters.store import GenerationRow, Store
+from bot.config import Settings, model_display_name
+from bot.core.jobs import JobState
+from bot.core.resolver import RequestResolver
+from bot.core.submission import Requester, Submission
+from bot.presentation.targets import FollowupTarget, InteractionTarget
+from bot.presentation.text import jump_url, ordinal, truncate
+from bot.services.generation import Generator
+
+log = logging.getLogger(__name__)
+
+SHEET_MAX_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class Variant:
+    label: str  # the value swapped in
+    prepared: PreparedSpec
+    gen_id: int | None = None
+    finished: bool = False
+
+
+def has_path(spec: dict[str, Any], path: str) -> bool:
+    node: Any = spec
+    for part in path.split("."):
+        part = part.strip()
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def plan_batch(
+    base: dict[str, Any],
+    field: str,
+    values_text: str,
+    options: RequestOptions,
+    defaults: Defaults,
+) -> list[Variant]:
+    """Every variant prepared and validated; SpecError naming the value that broke."""
+    variants = expand_batch(base, field, parse_batch_values(values_text))
+    planned: list[Variant] = []
+    for variant in variants:
+        try:
+            planned.append(Variant(variant.label, prepare(variant.spec, options, defaults)))
+        except SpecError as exc:
+            raise exc.prefixed(f"with {field} = {variant.label}") from None
+    return planned
+
+
+class BatchRun:
+    """One batch after acknowledgement: queue it, show progress, post the contact sheet."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        generator: Generator,
+        interaction: discord.Interaction,
+        field: str,
+        variants: list[Variant],
+        private: bool,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.generator = generator
+        self.interaction = interaction
+        self.field = field
+        self.variants = variants
+        self.private = private
+        self.batch_id = uuid.uuid4().hex[:12]
+        self.target = InteractionTarget(interaction, private=private)
+        self.notes: list[str] = []
+        self._changed = asyncio.Event()
+        self._all_done = False
+        self._shown: str | None = None
+
+    async def start(self) -> None:
+        """Resolve inputs and queue every variant, all or none (UserError / SpecError)."""
+        resolver = RequestResolver(self.store, user_id=self.interaction.user.id)
+        requester = Requester(
+            self.interaction.user.id, self.interaction.guild_id, self.interaction.channel_id or 0
+        )
+        items = []
+        for variant in self.variants:
+            inputs = await resolver.resolve_all(variant.prepared.spec)
+            sub = Submission.build(
+                requester,
+                kind="batch",
+                prepared=variant.prepared,
+                inputs=inputs,
+                batch_id=self.batch_id,
+                private=self.private,
+            )
+            label = f"{self.field} = {variant.label}"
+            items.append((sub, FollowupTarget(self.interaction, label=label, private=self.private)))
+        # The "thinking…" message must become the progress message before any variant's
+        # followup arrives: Discord would otherwise put the first result in its place.
+        await self.interaction.edit_original_response(content=self._progress_text())
+        gen_ids = await self.generator.submit_many(items)
+        for variant, gen_id in zip(self.variants, gen_ids, strict=True):
+            variant.gen_id = gen_id
+        log.info(
+            "batch %s: %d variants of %s for user %s",
+            self.batch_id,
+            len(gen_ids),
+            self.field,
+            self.interaction.user.id,
+        )
+
+    async def finish(self) -> None:
+        """Wait for every variant (showing progress), then post the contact sheet."""
+        ticker = asyncio.create_task(self._keep_progress())
+        try:
+            await asyncio.gather(*(self._wait(v) for v in self.variants))
+        finally:
+            # A flag, not cancel(): the last edit must land before the contact sheet's.
+            self._all_done = True
+            self._changed.set()
+            await ticker
+        if self.generator.shutting_down:
+            return  # the variants resume after the restart, each in its own message
+        await self._contact_sheet()
+
+    async def _wait(self, variant: Variant) -> None:
+        assert variant.gen_id is not None
+        await self.generator.wait_for(variant.gen_id)
+        variant.finished = True
+        self._changed.set()
+
+    # ------------------------------------------------------------------ progress
+
+    async def _keep_progress(self) -> None:
+        interval = max(self.settings.progress_interval_seconds, 0.5)
+        while not self._all_done:
+            self._changed.clear()
+            await self._show(self._progress_text())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._changed.wait()
+
+    async def _show(self, text: str) -> None:
+        if text != self._shown:
+            self._shown = text
+            await self.target.show(text)
+
+    def _progress_text(self) -> str:
+        done = sum(v.finished for v in self.variants)
+        total = len(self.variants)
+        states = " · ".join(self._state(v) for v in self.variants)
+        lines = [f"⏳ Batch on `{self.field}`: {done} of {total} finished", states, *self.notes]
+        return truncate("\n".join(lines), 2000)
+
+    def _state(self, variant: Variant) -> str:
+        if variant.finished:
+            return f"✔️ {variant.label}"
+        state = self.generator.job_state(variant.gen_id) if variant.gen_id is not None else None
+        if state is not None and state[0] is JobState.RUNNING:
+            return f"🎨 {variant.label}"
+        if state is not None and state[1]:
+            return f"🕒 {variant.label} ({ordinal(state[1])} in line)"
+        return f"🕒 {variant.label}"
+
+    # ------------------------------------------------------------------ contact sheet
+
+    async def _contact_sheet(self) -> None:
+        made: list[tuple[Variant, GenerationRow, bytes]] = []
+        problems: list[str] = []
+        for variant in self.variants:
+            assert variant.gen_id is not None
+            gen = await self.store.get_generation(variant.gen_id)
+            stored = None
+            if gen is not None and gen.status == "done" and gen.output_image:
+                stored = await self.store.get_image(gen.output_image)
+            if gen is None or stored is None:
+                problems.append(f"**{variant.label}** — {_why_not(gen)}")
+                continue
+            made.append((variant, gen, stored[0]))
+        content = self._summary(made, problems)
+        files: list[discord.File] = []
+        if made:
+            limit = min(SHEET_MAX_BYTES, self.target.upload_limit // 2)
+            sheet = await asyncio.to_thread(
+                imaging.contact_sheet,
+                [(data, variant.label) for variant, _, data in made],
+                limit_bytes=limit,
+            )
+            ext = "png" if sheet[:4] == b"\x89PNG" else "jpg"
+            files.append(discord.File(io.BytesIO(sheet), filename=f"batch-contact-sheet.{ext}"))
+        try:
+            await self.target.finish(content=content, files=files)
+        except discord.HTTPException:
+            log.exception("batch %s: could not post the contact sheet", self.batch_id)
+
+    def _summary(
+        self, made: list[tuple[Variant, GenerationRow, bytes]], problems: list[str]
+    ) -> str:
+        total = len(self.variants)
+        first = self.variants[0].prepared
+        head = (
+            f"🗂️ Batch on `{self.field}`: {len(made)} of {total} images "
+            f"({model_display_name(first.model)}, {first.size})"
+        )
+        lines = [head]
+        if made:
+            lines.append(
+                "Contact sheet, left to right: "
+                + " · ".join(
+                    f"{n}. {self._link(variant.label, gen)}"
+                    for n, (variant, gen, _) in enumerate(made, 1)
+                )
+            )
+        if problems:
+            lines.append("Not made:")
+            lines += [f"- {p}" for p in problems]
+            lines.append("Each has a Retry button on its own message.")
+        lines += self.notes
+        return truncate("\n".join(lines), 2000)
+
+    def _link(self, label: str, gen: GenerationRow) -> str:
+        guild_id = self.interaction.guild_id
+        if gen.private or gen.message_id is None or guild_id is None:
+            return label
+        return f"[{label}]({jump_url(guild_id, gen.channel_id, gen.message_id)})"
+
+
+def _why_not(gen: GenerationRow | None) -> str:
+    if gen is None:
+        return "lost"
+    if gen.status in ("queued", "running"):
+        return "did not finish"
+    reason = f": {truncate(gen.error, 200)}" if gen.error else ""
+    icon = "🚫" if gen.status in ("blocked", "cancelled") else "❌"
+    return f"{icon} {gen.status}{reason}"
+
+
