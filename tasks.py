@@ -4,7 +4,7 @@
     python3 tasks.py run      install into .venv (first time) and start the bot
     python3 tasks.py test     install into .venv with the dev tools and run the tests
     python3 tasks.py lint     ruff and mypy
-    python3 tasks.py bench    the benchmark (see bench/RESULTS.md)
+    python3 tasks.py bench    the benchmark (see tests/bench/RESULTS.md)
 
 Extra arguments go to the underlying command (`python3 tasks.py test -k chains`).
 The install is redone only when pyproject.toml changes.
@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         return call(python, "-m", "pytest", *extra)
     if command == "bench":
-        return call(python, "-m", "bench", *extra)
+        return call(python, "-m", "tests.bench", *extra)
     return call(python, "-m", "ruff", "check", ".") or call(python, "-m", "mypy", *extra)
 
 

@@ -1,6 +1,6 @@
-"""Smoke test of the benchmark (bench/): its real code on tiny numbers, and the JSON it writes.
+"""Smoke test of the benchmark (tests/bench/): its real code on tiny numbers, and the JSON it writes.
 
-No timing assertions: machines are noisy, and the figures belong in bench/RESULTS.md.
+No timing assertions: machines are noisy, and the figures belong in tests/bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import meta, parse_args, run
-from bench.fakes import _with_mark
-from bench.report import table, write_json
-from bench.scenarios import Options, request_cost
-from bench.stats import check, percentile, summary
+from tests.bench.__main__ import meta, parse_args, run
+from tests.bench.fakes import _with_mark
+from tests.bench.report import table, write_json
+from tests.bench.scenarios import Options, request_cost
+from tests.bench.stats import check, percentile, summary
 from tests.fakes.gemini import fake_mark_of, render_png
 
 

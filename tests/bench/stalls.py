@@ -1,6 +1,6 @@
-"""Diagnostics for a lag that misses its target (`python -m bench --watchdog --logs DIR`).
+"""Diagnostics for a lag that misses its target (`python -m tests.bench --watchdog --logs DIR`).
 
-Inside the bot process (bench.botproc, with $BENCH_WATCHDOG set): a thread watches a
+Inside the bot process (tests.bench.botproc, with $BENCH_WATCHDOG set): a thread watches a
 timestamp the event loop refreshes every 5 ms. While the loop is stuck for more than 50 ms it
 prints, every 10 ms, the innermost frames of the loop thread and of every busy thread to
 stderr (the bot's log), and it reports each garbage collection over 10 ms. A thread holding

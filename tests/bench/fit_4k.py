@@ -2,7 +2,7 @@
 
 Not a test. Run from the repository root:
 
-    .venv/bin/python -m bench.fit_4k [--runs 5] [--limit-mib 10] [--alpha]
+    .venv/bin/python -m tests.bench.fit_4k [--runs 5] [--limit-mib 10] [--alpha]
 
 Prints, per input, the median and best wall time of `bot.imaging.fit_to_limit` (decode, size
 estimate, encodes) and what came out. "uniform noise" is the worst case for any codec;
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make `bot` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import PIL
 from PIL import Image

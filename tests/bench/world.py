@@ -1,6 +1,6 @@
 """One benchmark world: fresh fakes in this process, the real bot in a subprocess.
 
-The bot runs as `python -m bot run` (or `python -m bench.botproc`, the same plus a lag
+The bot runs as `python -m bot run` (or `python -m tests.bench.botproc`, the same plus a lag
 sampler), pointed at the fakes only through its public settings (DISCORD_API_BASE,
 DISCORD_GATEWAY_URL, GEMINI_BASE_URL ...), in a scratch directory so no developer `.env` is
 read. Its memory is its own: the fakes (and the image bytes they hold) live in this process.
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import ResultClock, TimedGemini, add_members
+from tests.bench.fakes import ResultClock, TimedGemini, add_members
 from tests.fakes.discord_driver import FakeInteraction
 from tests.fakes.discord_server import FakeDiscord
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 READY_LINE = "bot.client: logged in as"  # what on_ready logs
 
 
@@ -61,7 +61,7 @@ class BotProcess:
         return self.proc.pid
 
     async def start(self) -> None:
-        module = ["bench.botproc"] if self.lag else ["bot", "run"]
+        module = ["tests.bench.botproc"] if self.lag else ["bot", "run"]
         env = dict(self.env)
         if self.lag:
             env["BENCH_LAG_FILE"] = str(self.lag_file)
@@ -193,7 +193,7 @@ async def world(
 ) -> AsyncIterator[World]:
     """Fresh fakes + the bot started against them (settings become env vars). `lag`: with
     the loop-lag sampler; `watchdog`: also print stall stacks to the bot's log (see
-    bench.stalls); `log_to`: keep a copy of the bot's log there."""
+    tests.bench.stalls); `log_to`: keep a copy of the bot's log there."""
     if watchdog:
         lag = True
         settings["bench_watchdog"] = 1

@@ -1,14 +1,14 @@
-"""`python -m bench` (or `make bench`): the bot's own overhead, responsiveness and memory.
+"""`python -m tests.bench` (or `make bench`): the bot's own overhead, responsiveness and memory.
 
 Starts the loopback fake Discord and fake Gemini in this process, runs the real bot as a
 subprocess pointed at them, drives simulated users through the fake Discord, prints a table
-and writes bench/results/latest.json. See bench/RESULTS.md for what each figure means and the
+and writes tests/bench/results/latest.json. See tests/bench/RESULTS.md for what each figure means and the
 figures from the reference machine. Machines are noisy: medians and ratios, not single runs.
 
-    python -m bench                  # everything, ~4 minutes on 2 cores
-    python -m bench --quick          # small counts, a smoke run
-    python -m bench --only lag,memory --latency 3
-    python -m bench --only lag --logs /tmp/bench-logs --watchdog   # why is the loop stalling?
+    python -m tests.bench                  # everything, ~4 minutes on 2 cores
+    python -m tests.bench --quick          # small counts, a smoke run
+    python -m tests.bench --only lag,memory --latency 3
+    python -m tests.bench --only lag --logs /tmp/bench-logs --watchdog   # why is the loop stalling?
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench.fakes import cached_renders
-from bench.report import table, write_json
-from bench.scenarios import SCENARIOS, Context, Options
+from tests.bench.fakes import cached_renders
+from tests.bench.report import table, write_json
+from tests.bench.scenarios import SCENARIOS, Context, Options
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -61,7 +61,7 @@ def meta(options: Options, argv: list[str], duration: float) -> dict[str, Any]:
     import PIL
 
     return {
-        "command": "python -m bench " + " ".join(argv),
+        "command": "python -m tests.bench " + " ".join(argv),
         "finished": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "duration_s": round(duration, 1),
         "latency_s": options.latency,
@@ -74,7 +74,7 @@ def meta(options: Options, argv: list[str], duration: float) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke run")
     parser.add_argument(
         "--latency",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench.stats import check, median, summary
-from bench.world import World, world
+from tests.bench.stats import check, median, summary
+from tests.bench.world import World, world
 from bot.config import TOKENS_PER_INPUT_IMAGE, Settings
 from tests.fakes.discord_driver import FakeInteraction, FakeUser
 
@@ -40,7 +40,7 @@ class Options:
     chain_steps: int = 10
     chain_latency: float = 0.5  # at most; bytes and tokens do not depend on it
     log_dir: Path | None = None  # keep each scenario's bot log there
-    watchdog: bool = False  # stall stacks in those logs (see bench.stalls)
+    watchdog: bool = False  # stall stacks in those logs (see tests.bench.stalls)
 
     @classmethod
     def quick_run(cls, latency: float | None = None) -> Options:

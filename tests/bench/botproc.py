@@ -55,7 +55,7 @@ async def _run(settings: Settings, sampler: LagSampler) -> None:
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(bot.close()))
     task = asyncio.create_task(sampler.run())
     if os.environ.get("BENCH_WATCHDOG"):
-        from bench.stalls import watch_stalls
+        from tests.bench.stalls import watch_stalls
 
         watchdog = asyncio.create_task(watch_stalls())
         task.add_done_callback(lambda _: watchdog.cancel())
