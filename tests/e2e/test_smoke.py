@@ -6,7 +6,7 @@ from tests.e2e.harness import BotHarness
 from tests.fakes.gemini import fake_mark_of
 
 PRODUCT_COMMANDS = {
-    # product.md §2: name -> options (subcommand groups: sub -> options)
+    # The command contract: name -> options (subcommand groups: sub -> options)
     "imagine": {"prompt", "aspect", "size", "model", "negative", "style", "anchors", "reference",
                 "reference2", "reference3", "template", "private"},
     "prompt": {"json", "file", "template"},
