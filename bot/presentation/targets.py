@@ -46,9 +46,15 @@ def _new_message(
     embed: discord.Embed | None,
     files: list[discord.File] | None,
     view: discord.ui.View | None,
+    nonce: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for sending a new message (send() rejects embed=None / view=None)."""
+    """Keyword arguments for sending a new message (send() rejects embed=None / view=None).
+
+    A nonce makes the send idempotent: discord.py sends it with enforce_nonce, and Discord
+    answers a repeat (a restarted bot posting the same result again) with the first message."""
     kwargs: dict[str, Any] = {"content": content, "files": files or []}
+    if nonce is not None:
+        kwargs["nonce"] = nonce
     if embed is not None:
         kwargs["embed"] = embed
     if view is not None:
@@ -106,6 +112,7 @@ class Target:
         embed: discord.Embed | None = None,
         files: list[discord.File] | None = None,
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> discord.Message | None:
         raise NotImplementedError
 
@@ -168,6 +175,7 @@ class InteractionTarget(Target):
         embed: discord.Embed | None = None,
         files: list[discord.File] | None = None,
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> discord.Message | None:
         if self._token_valid():
             try:
@@ -181,14 +189,10 @@ class InteractionTarget(Target):
                     raise
                 self._expired = True
                 _rewind(files)
-        return await self._post_late(content=content, embed=embed, files=files or [], view=view)
+        return await self._post_late(**_new_message(content, embed, files, view, nonce))
 
     async def _post_late(self, **kwargs: Any) -> discord.Message:
         """The token is gone: a new message that pings the requester (they may have left)."""
-        if kwargs.get("embed") is None:
-            kwargs.pop("embed", None)
-        if kwargs.get("view") is None:
-            kwargs.pop("view", None)
         if self.private:
             return await _direct_message(self.client, self.user_id, **kwargs)
         channel = await _channel(self.client, self.channel_id)
@@ -274,6 +278,7 @@ class ChannelTarget(Target):
         embed: discord.Embed | None = None,
         files: list[discord.File] | None = None,
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> discord.Message | None:
         async with self._lock:
             if self.message_id is not None:
@@ -285,7 +290,7 @@ class ChannelTarget(Target):
                 except discord.NotFound:
                     # The progress message was deleted: post the result anew.
                     _rewind(files)
-            return await self._send(**_new_message(content, embed, files, view))
+            return await self._send(**_new_message(content, embed, files, view, nonce))
 
     def resume_info(self) -> dict[str, Any]:
         return {**super().resume_info(), "reply_to": self.reply_to}
@@ -348,9 +353,12 @@ class ResumedTarget(ChannelTarget):
         embed: discord.Embed | None = None,
         files: list[discord.File] | None = None,
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> discord.Message | None:
         if not self.private:
-            return await super().finish(content=content, embed=embed, files=files, view=view)
+            return await super().finish(
+                content=content, embed=embed, files=files, view=view, nonce=nonce
+            )
         hook = self._webhook()
         if hook is not None and self.message_id is not None:
             try:
@@ -367,7 +375,7 @@ class ResumedTarget(ChannelTarget):
                 self._token = None
                 _rewind(files)
         return await _direct_message(
-            self.client, self.user_id, **_new_message(content, embed, files, view)
+            self.client, self.user_id, **_new_message(content, embed, files, view, nonce)
         )
 
     def resume_info(self) -> dict[str, Any]:
@@ -406,13 +414,15 @@ class FollowupTarget(Target):
         embed: discord.Embed | None = None,
         files: list[discord.File] | None = None,
         view: discord.ui.View | None = None,
+        nonce: str | None = None,
     ) -> discord.Message | None:
         text = f"**{self.label}**" + (f" — {content}" if content else "")
-        kwargs = _new_message(text[:2000], embed, files, view)
+        kwargs = _new_message(text[:2000], embed, files, view, nonce)
         if time.time() - self.issued_at < TOKEN_LIFETIME:
+            hook_kwargs = {k: v for k, v in kwargs.items() if k != "nonce"}  # webhooks take none
             try:
                 return await self.interaction.followup.send(
-                    wait=True, ephemeral=self.private, **kwargs
+                    wait=True, ephemeral=self.private, **hook_kwargs
                 )
             except discord.HTTPException as exc:
                 if not token_gone(exc):

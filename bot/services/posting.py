@@ -28,6 +28,12 @@ log = logging.getLogger(__name__)
 HEAVY_SLOTS = max(1, (os.cpu_count() or 2) // 2)
 
 
+def result_nonce(generation_id: int) -> str:
+    """The same for every attempt to post one result (Discord allows 25 characters), so a
+    process that posts it again after a restart gets the first message back, not a second."""
+    return f"nb-result-{generation_id}"
+
+
 class ResultPoster:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -60,7 +66,9 @@ class ResultPoster:
             ]
             view = action_view(gen.id, result_actions(in_chain=gen.chain_id is not None))
             try:
-                message = await target.finish(content=None, embed=embed, files=files, view=view)
+                message = await target.finish(
+                    content=None, embed=embed, files=files, view=view, nonce=result_nonce(gen.id)
+                )
             except discord.HTTPException as exc:
                 if exc.status == 413 or exc.code == 40005:
                     limit = limit // 2  # the channel's real limit is lower than we were told
