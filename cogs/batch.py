@@ -15,7 +15,8 @@ from discord.ext import commands
 
 from bot.adapters.prompts import RequestOptions, parse_prompt_text
 from bot.errors import UserError
-from bot.services.batches import BatchRun, has_path, plan_batch
+from bot.presentation.buttons import Action
+from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
 from bot.services.requests import acknowledge, requester_of
 from bot.services.templates import spec_from_template
 from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of, template_autocomplete
@@ -25,6 +26,27 @@ from cogs.templates import vars_autocomplete
 class Batch(commands.Cog):
     def __init__(self, bot: commands.Bot) -> None:
         self.bot = bot
+        bot.actions.register(Action.CANCEL_BATCH, self.cancel_batch)  # type: ignore[attr-defined]
+
+    async def cog_unload(self) -> None:
+        self.bot.actions.unregister(Action.CANCEL_BATCH)  # type: ignore[attr-defined]
+
+    async def cancel_batch(self, interaction: discord.Interaction, gid: int) -> None:
+        """The batch's Cancel: every variant still waiting, at once."""
+        bot = bot_of(interaction)
+        gen = await bot.store.get_generation(gid)
+        if gen is None or gen.batch_id is None:
+            raise UserError("I no longer have this batch in my records.")
+        if gen.user_id != interaction.user.id:
+            raise UserError("Only the person who started this batch can cancel it.")
+        cancelled, running = await cancel_batch(bot.store, bot.generator, gen.batch_id)
+        if not cancelled:
+            text = "Too late to cancel: every image of this batch is already running or finished."
+        else:
+            text = f"Cancelled {cancelled} waiting image{'s' if cancelled != 1 else ''}; nothing was charged for them."
+            if running:
+                text += f" {running} already being made will still arrive."
+        await interaction.response.send_message(text, ephemeral=True)
 
     @app_commands.command(
         name="batch", description="Variants of one prompt, one field swapped per image"

@@ -28,6 +28,7 @@ class Action(StrEnum):
     UNDO = "undo"
     DELETE = "delete"
     CANCEL = "cancel"
+    CANCEL_BATCH = "cancelbatch"  # on a batch's progress message; carries its first variant
     RETRY = "retry"
 
 
@@ -41,6 +42,7 @@ _LOOK: dict[Action, tuple[str, discord.ButtonStyle, str | None]] = {
     Action.UNDO: ("Undo", discord.ButtonStyle.secondary, "↩️"),
     Action.DELETE: ("Delete", discord.ButtonStyle.danger, "🗑️"),
     Action.CANCEL: ("Cancel", discord.ButtonStyle.danger, None),
+    Action.CANCEL_BATCH: ("Cancel batch", discord.ButtonStyle.danger, None),
     Action.RETRY: ("Retry", discord.ButtonStyle.primary, "🔁"),
 }
 

@@ -28,6 +28,7 @@ from bot.config import Settings, model_display_name
 from bot.core.jobs import JobState
 from bot.core.resolver import RequestResolver
 from bot.core.submission import Requester, Submission
+from bot.presentation.buttons import Action, action_view
 from bot.presentation.targets import FollowupTarget, InteractionTarget
 from bot.presentation.text import jump_url, ordinal, truncate
 from bot.services.generation import Generator
@@ -102,7 +103,7 @@ class BatchRun:
         self.notes: list[str] = []
         self._changed = asyncio.Event()
         self._all_done = False
-        self._shown: str | None = None
+        self._shown: tuple[str, bool] | None = None
 
     async def start(self) -> None:
         """Resolve inputs and queue every variant, all or none (UserError / SpecError)."""
@@ -163,15 +164,28 @@ class BatchRun:
         interval = max(self.settings.progress_interval_seconds, 0.5)
         while not self._all_done:
             self._changed.clear()
-            await self._show(self._progress_text())
+            await self._show(self._progress_text(), cancellable=self._any_waiting())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._changed.wait()
 
-    async def _show(self, text: str) -> None:
-        if text != self._shown:
-            self._shown = text
-            await self.target.show(text)
+    async def _show(self, text: str, *, cancellable: bool = False) -> None:
+        if (text, cancellable) != self._shown:
+            self._shown = (text, cancellable)
+            first = self.variants[0].gen_id
+            view = (
+                action_view(first, [Action.CANCEL_BATCH])
+                if cancellable and first is not None
+                else None
+            )
+            await self.target.show(text, view=view)
+
+    def _any_waiting(self) -> bool:
+        for variant in self.variants:
+            state = self.generator.job_state(variant.gen_id) if variant.gen_id else None
+            if not variant.finished and state is not None and state[0] is JobState.QUEUED:
+                return True
+        return False
 
     def _progress_text(self) -> str:
         done = sum(v.finished for v in self.variants)
@@ -251,6 +265,17 @@ class BatchRun:
         if gen.private or gen.message_id is None or guild_id is None:
             return label
         return f"[{label}]({jump_url(guild_id, gen.channel_id, gen.message_id)})"
+
+
+async def cancel_batch(store: Store, generator: Generator, batch_id: str) -> tuple[int, int]:
+    """Cancel every variant of a batch still waiting; (cancelled, still running)."""
+    cancelled = running = 0
+    for gen in await store.batch_generations(batch_id):
+        if generator.cancel(gen.id):
+            cancelled += 1
+        elif gen.status in ("queued", "running"):
+            running += 1
+    return cancelled, running
 
 
 def _why_not(gen: GenerationRow | None) -> str:

@@ -324,3 +324,33 @@ async def test_a_private_batch_stays_private(bot_harness: BotHarness) -> None:
     assert sorted(variants) == ["a fox", "an owl"]
     assert all(m.ephemeral and m.visible_to == alice.id for m in variants.values())
     assert not [m for m in fake.messages_in("general") if m.author.id == fake.bot_user.id]
+
+
+async def test_cancel_batch_stops_every_waiting_variant_at_once(harness: BotHarness) -> None:
+    await harness.start(max_concurrent_jobs=1, max_running_per_user=1)
+    fake, gemini = harness.discord, harness.gemini
+    gemini.latency = 0.6
+    alice, bob = fake.user("alice"), fake.user("bob")
+    batch = await alice.slash(
+        "batch", field="product.color", values=", ".join(COLORS), template="product_shot"
+    )
+    await _until(lambda: gemini.in_flight == 1)  # the first variant is being made
+    progress = await fake.wait_for_message(
+        predicate=lambda m: m.id == batch.record.original_id and "Cancel batch" in m.button_labels,
+        since=0,
+        timeout=5,
+    )
+    refused = await bob.click(progress, "Cancel batch")  # not his
+    assert "Only the person who started this batch" in (await refused.original()).content
+    ix = await alice.click(progress, "Cancel batch")
+    answer = await ix.original()
+    assert answer.ephemeral and "Cancelled 3 waiting images" in answer.content, answer.content
+    assert "1 already being made will still arrive" in answer.content
+    sheet = await _contact_sheet(fake, batch)
+    assert "1 of 4 images" in sheet.content and sheet.content.count("cancelled") == 3
+    assert sheet.buttons == []
+    assert len(gemini.requests) == 1  # the cancelled variants never reached Gemini
+    bot = harness.bot
+    assert bot is not None
+    usage = await bot.store.reserved_today(user_id=alice.id, guild_id=fake.guild_id)
+    assert (usage.images, usage.pending_images) == (1, 0)  # only the made one is charged
