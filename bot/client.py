@@ -186,6 +186,8 @@ class NanoBananaBot(commands.Bot):
                 )
             if hasattr(self, "generator"):
                 await self.generator.settle()
+            if hasattr(self, "recovery"):
+                await self.recovery.stop()
         await super().close()
         if hasattr(self, "gemini"):
             await self.gemini.aclose()

@@ -91,7 +91,7 @@ class Batch(commands.Cog):
         variants = plan_batch(base, field, values, options, prefs.defaults)
         added = not has_path(base, field)
         # Limits for the whole batch, before anything is shown, queued or charged.
-        await bot.requests.precheck(requester_of(interaction), [v.prepared for v in variants])
+        await bot.requests.precheck(requester_of(interaction), [v.prepared for v in variants if v.prepared is not None])
         await acknowledge(interaction, private=prefs.private)
         run = BatchRun(
             store=bot.store,

@@ -391,14 +391,26 @@ class FollowupTarget(Target):
     """A new followup message per result (batch variants); no progress of its own."""
 
     def __init__(
-        self, interaction: discord.Interaction, *, label: str, private: bool = False
+        self,
+        interaction: discord.Interaction,
+        *,
+        label: str,
+        private: bool = False,
+        batch: dict[str, Any] | None = None,
     ) -> None:
         self.interaction = interaction
         self.channel_id = interaction.channel_id or 0
         self.user_id = interaction.user.id
         self.private = private
         self.label = label
+        self.batch = batch  # the batch it belongs to, kept with the job for a restart
         self.issued_at = interaction.created_at.timestamp()
+
+    def resume_info(self) -> dict[str, Any]:
+        info = super().resume_info()
+        if self.batch is not None:
+            info["batch"] = self.batch
+        return info
 
     @property
     def upload_limit(self) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from bot.core.jobs import JobState
 from bot.core.resolver import RequestResolver
 from bot.core.submission import Requester, Submission
 from bot.presentation.buttons import Action, action_view
-from bot.presentation.targets import FollowupTarget, InteractionTarget
+from bot.presentation.targets import (
+    DiscordClient,
+    FollowupTarget,
+    InteractionTarget,
+    ResumedTarget,
+    Target,
+)
 from bot.presentation.text import jump_url, ordinal, truncate
 from bot.services.generation import Generator
 
@@ -41,12 +48,22 @@ SHEET_MAX_BYTES = 8 * 1024 * 1024
 @dataclass
 class Variant:
     label: str  # the value swapped in
-    prepared: PreparedSpec
+    model: str
+    size: str
+    prepared: PreparedSpec | None = None  # None once resumed from the store
     gen_id: int | None = None
     finished: bool = False
 
+    @classmethod
+    def of(cls, label: str, prepared: PreparedSpec) -> Variant:
+        return cls(label, prepared.model, prepared.size, prepared)
 
-def has_path(spec: dict[str, Any], path: str) -> bool:
+
+_MISSING = object()
+
+
+def value_at(spec: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path ("product.color", "props.0.item"), or _MISSING."""
     node: Any = spec
     for part in path.split("."):
         part = part.strip()
@@ -55,8 +72,19 @@ def has_path(spec: dict[str, Any], path: str) -> bool:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return False
-    return True
+            return _MISSING
+    return node
+
+
+def has_path(spec: dict[str, Any], path: str) -> bool:
+    return value_at(spec, path) is not _MISSING
+
+
+def label_of(spec: dict[str, Any], field: str) -> str:
+    value = value_at(spec, field)
+    if value is _MISSING:
+        return "?"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def plan_batch(
@@ -71,14 +99,14 @@ def plan_batch(
     planned: list[Variant] = []
     for variant in variants:
         try:
-            planned.append(Variant(variant.label, prepare(variant.spec, options, defaults)))
+            planned.append(Variant.of(variant.label, prepare(variant.spec, options, defaults)))
         except SpecError as exc:
             raise exc.prefixed(f"with {field} = {variant.label}") from None
     return planned
 
 
 class BatchRun:
-    """One batch after acknowledgement: queue it, show progress, post the contact sheet."""
+    """One batch after acknowledgement: queue every variant, all or none, then watch it."""
 
     def __init__(
         self,
@@ -101,9 +129,17 @@ class BatchRun:
         self.batch_id = uuid.uuid4().hex[:12]
         self.target = InteractionTarget(interaction, private=private)
         self.notes: list[str] = []
-        self._changed = asyncio.Event()
-        self._all_done = False
-        self._shown: tuple[str, bool] | None = None
+        self.progress = BatchProgress(
+            store=store,
+            settings=settings,
+            generator=generator,
+            target=self.target,
+            batch_id=self.batch_id,
+            field=field,
+            variants=variants,
+            guild_id=interaction.guild_id,
+            notes=self.notes,
+        )
 
     async def start(self) -> None:
         """Resolve inputs and queue every variant, all or none (UserError / SpecError)."""
@@ -111,8 +147,17 @@ class BatchRun:
         requester = Requester(
             self.interaction.user.id, self.interaction.guild_id, self.interaction.channel_id or 0
         )
+        # The "thinking…" message must become the progress message before any variant's
+        # followup arrives: Discord would otherwise put the first result in its place.
+        shown = await self.interaction.edit_original_response(
+            content=self.progress.progress_text()
+        )
+        self.target.message_id = shown.id
+        # Each variant's job carries the batch, so that a restart resumes it as a batch.
+        batch = {"id": self.batch_id, "field": self.field, "progress": self.target.resume_info()}
         items = []
         for variant in self.variants:
+            assert variant.prepared is not None
             inputs = await resolver.resolve_all(variant.prepared.spec)
             sub = Submission.build(
                 requester,
@@ -123,10 +168,10 @@ class BatchRun:
                 private=self.private,
             )
             label = f"{self.field} = {variant.label}"
-            items.append((sub, FollowupTarget(self.interaction, label=label, private=self.private)))
-        # The "thinking…" message must become the progress message before any variant's
-        # followup arrives: Discord would otherwise put the first result in its place.
-        await self.interaction.edit_original_response(content=self._progress_text())
+            target = FollowupTarget(
+                self.interaction, label=label, private=self.private, batch=batch
+            )
+            items.append((sub, target))
         gen_ids = await self.generator.submit_many(items)
         for variant, gen_id in zip(self.variants, gen_ids, strict=True):
             variant.gen_id = gen_id
@@ -139,6 +184,40 @@ class BatchRun:
         )
 
     async def finish(self) -> None:
+        await self.progress.watch()
+
+
+class BatchProgress:
+    """Shows a queued batch's progress in one message (with Cancel batch while a variant
+    waits), then turns that message into the labelled contact sheet."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        settings: Settings,
+        generator: Generator,
+        target: Target,
+        batch_id: str,
+        field: str,
+        variants: list[Variant],
+        guild_id: int | None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.generator = generator
+        self.target = target
+        self.batch_id = batch_id
+        self.field = field
+        self.variants = variants
+        self.guild_id = guild_id
+        self.notes = notes if notes is not None else []
+        self._changed = asyncio.Event()
+        self._all_done = False
+        self._shown: tuple[str, bool] | None = None
+
+    async def watch(self) -> None:
         """Wait for every variant (showing progress), then post the contact sheet."""
         ticker = asyncio.create_task(self._keep_progress())
         try:
@@ -149,7 +228,7 @@ class BatchRun:
             self._changed.set()
             await ticker
         if self.generator.shutting_down:
-            return  # the variants resume after the restart, each in its own message
+            return  # the batch resumes after the restart
         await self._contact_sheet()
 
     async def _wait(self, variant: Variant) -> None:
@@ -164,7 +243,7 @@ class BatchRun:
         interval = max(self.settings.progress_interval_seconds, 0.5)
         while not self._all_done:
             self._changed.clear()
-            await self._show(self._progress_text(), cancellable=self._any_waiting())
+            await self._show(self.progress_text(), cancellable=self._any_waiting())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._changed.wait()
@@ -187,7 +266,7 @@ class BatchRun:
                 return True
         return False
 
-    def _progress_text(self) -> str:
+    def progress_text(self) -> str:
         done = sum(v.finished for v in self.variants)
         total = len(self.variants)
         states = " · ".join(self._state(v) for v in self.variants)
@@ -239,7 +318,7 @@ class BatchRun:
         self, made: list[tuple[Variant, GenerationRow, bytes]], problems: list[str]
     ) -> str:
         total = len(self.variants)
-        first = self.variants[0].prepared
+        first = self.variants[0]
         head = (
             f"🗂️ Batch on `{self.field}`: {len(made)} of {total} images "
             f"({model_display_name(first.model)}, {first.size})"
@@ -261,7 +340,7 @@ class BatchRun:
         return truncate("\n".join(lines), 2000)
 
     def _link(self, label: str, gen: GenerationRow) -> str:
-        guild_id = self.interaction.guild_id
+        guild_id = self.guild_id
         if gen.private or gen.message_id is None or guild_id is None:
             return label
         return f"[{label}]({jump_url(guild_id, gen.channel_id, gen.message_id)})"
@@ -276,6 +355,34 @@ async def cancel_batch(store: Store, generator: Generator, batch_id: str) -> tup
         elif gen.status in ("queued", "running"):
             running += 1
     return cancelled, running
+
+
+def resumed_batch(
+    *,
+    store: Store,
+    settings: Settings,
+    generator: Generator,
+    client: DiscordClient,
+    info: dict[str, Any],
+    user_id: int,
+    gens: list[GenerationRow],
+) -> BatchProgress:
+    """A batch a restart interrupted, watched again from its job's `batch` record: its
+    progress message carries on and still becomes the contact sheet."""
+    field = str(info.get("field") or "")
+    variants = [
+        Variant(label_of(gen.spec, field), gen.model, gen.size, gen_id=gen.id) for gen in gens
+    ]
+    return BatchProgress(
+        store=store,
+        settings=settings,
+        generator=generator,
+        target=ResumedTarget(client, dict(info.get("progress") or {}), user_id=user_id),
+        batch_id=str(info["id"]),
+        field=field,
+        variants=variants,
+        guild_id=gens[0].guild_id if gens else None,
+    )
 
 
 def _why_not(gen: GenerationRow | None) -> str:

@@ -3,9 +3,11 @@ showed it, or its result or failure is delivered; never silently dropped."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from enum import StrEnum
+from typing import Any
 
 from bot.adapters.store import GenerationRow, Store
 from bot.config import Settings
@@ -14,6 +16,7 @@ from bot.core.submission import Requester
 from bot.errors import UserError
 from bot.presentation.buttons import Action, action_view
 from bot.presentation.targets import DiscordClient, ResumedTarget
+from bot.services.batches import resumed_batch
 from bot.services.generation import Generator
 from bot.services.posting import ResultPoster
 
@@ -56,16 +59,21 @@ class RecoveryService:
         self.generator = generator
         self.poster = poster
         self.client = client
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def recover(self) -> None:
         """A row is closed only once its job was handled, so a shutdown during recovery
         leaves the rest for the next start (a generation seen twice is handled once)."""
         seen: set[int] = set()
+        batches: dict[str, tuple[dict[str, Any], int]] = {}
         first_own = self.generator.first_own_job_row
         for row in await self.store.open_jobs():
             if first_own is not None and row.id >= first_own:
                 continue  # queued by this process before on_ready: not a leftover
             gen = await self.store.get_generation(row.generation_id)
+            batch = row.payload.get("batch")
+            if gen is not None and isinstance(batch, dict) and batch.get("id"):
+                batches.setdefault(str(batch["id"]), (batch, gen.user_id))
             if gen is not None and gen.id not in seen:
                 seen.add(gen.id)
                 info = {"channel_id": gen.channel_id, "private": gen.private, **row.payload}
@@ -87,6 +95,35 @@ class RecoveryService:
                             view=action_view(gen.id, [Action.RETRY]),
                         )
             await self.store.update_job(row.id, status="interrupted")
+        # After every variant is back in the queue: a batch waits for all of them.
+        for batch_id, (info, user_id) in batches.items():
+            self._watch_batch(batch_id, info, user_id)
+
+    def _watch_batch(self, batch_id: str, info: dict[str, Any], user_id: int) -> None:
+        async def watch() -> None:
+            gens = await self.store.batch_generations(batch_id)
+            progress = resumed_batch(
+                store=self.store,
+                settings=self.settings,
+                generator=self.generator,
+                client=self.client,
+                info=info,
+                user_id=user_id,
+                gens=gens,
+            )
+            log.info("resumed batch %s (%d variants) after a restart", batch_id, len(gens))
+            await progress.watch()
+
+        task = asyncio.create_task(watch(), name=f"batch-{batch_id}")
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def stop(self) -> None:
+        """At shutdown: resumed batches stop watching (they resume again next start)."""
+        for task in list(self._batches):
+            task.cancel()
+        if self._batches:
+            await asyncio.wait(set(self._batches), timeout=2)
 
     async def _recover_one(self, gen: GenerationRow, target: ResumedTarget) -> None:
         what = decide(gen)

@@ -354,3 +354,31 @@ async def test_cancel_batch_stops_every_waiting_variant_at_once(harness: BotHarn
     assert bot is not None
     usage = await bot.store.reserved_today(user_id=alice.id, guild_id=fake.guild_id)
     assert (usage.images, usage.pending_images) == (1, 0)  # only the made one is charged
+
+
+async def test_a_batch_interrupted_by_a_restart_resumes_and_its_contact_sheet_arrives(
+    harness: BotHarness,
+) -> None:
+    await harness.start(max_concurrent_jobs=1, max_running_per_user=1)
+    fake, gemini = harness.discord, harness.gemini
+    gemini.latency = 30
+    alice = fake.user("alice")
+    batch = await alice.slash(
+        "batch", field="product.color", values=", ".join(COLORS), template="product_shot"
+    )
+    await _until(lambda: gemini.in_flight == 1, timeout=10)  # the first variant is at Gemini
+    bot = harness.bot
+    assert bot is not None
+    jobs = await bot.store.open_jobs()
+    assert len(jobs) == 4 and all(j.payload["batch"]["field"] == "product.color" for j in jobs)
+    gemini.latency = 0
+    await harness.restart(max_concurrent_jobs=1, max_running_per_user=1)
+    sheet = await _contact_sheet(fake, batch)
+    assert "4 of 4 images" in sheet.content, sheet.content
+    for color in COLORS:
+        assert color in sheet.content
+    assert sheet.attachments and sheet.attachments[0].filename.startswith("batch-contact-sheet")
+    restarted = harness.bot
+    assert restarted is not None and restarted is not bot
+    gens = [g for g in await restarted.store.recent_generations(alice.id) if g.batch_id]
+    assert len(gens) == 4 and all(g.status == "done" for g in gens)
