@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.adapters.prompts import Defaults, SpecError, prepare
+from bot.adapters.prompts import Defaults, SpecError, compile_request, prepare
 from bot.adapters.store import GenerationRow, Store
 from bot.core.history import build_history
 from bot.core.submission import Requester, Submission, load_inputs, split_stored_spec
@@ -31,7 +31,11 @@ async def replay_submission(
         raise UserError(str(exc)) from None
     history = []
     if gen.chain_id is not None and gen.parent_id is not None:
-        history = await build_history(store, gen.parent_id, window=history_window)
+        # The step itself counts against the request budget, as when it was first sent.
+        current = compile_request(prepared, [item.image for item in inputs]).user_content()
+        history = await build_history(
+            store, gen.parent_id, window=history_window, current=current
+        )
     return Submission.build(
         requester,
         kind=kind,
