@@ -22,10 +22,12 @@ from bot.adapters.prompts import SpecError, load_templates
 from bot.adapters.store import Store
 from bot.config import Settings
 from bot.core.jobs import JobQueue
+from bot.core.metrics import Metrics
 from bot.presentation.buttons import ActionButton, ActionRegistry
 from bot.presentation.replies import report_error
 from bot.services.chains import Chains
 from bot.services.generation import Generator
+from bot.services.health import HealthChecks, HealthServer
 from bot.services.posting import ResultPoster
 from bot.services.recovery import RecoveryService
 from bot.services.requests import RequestService
@@ -86,6 +88,8 @@ class NanoBananaBot(commands.Bot):
         )
         self.settings = settings
         self.actions = ActionRegistry()
+        self.metrics = Metrics()
+        self.health: HealthServer | None = None
         self._maintenance: asyncio.Task[None] | None = None
         self._recovered = False
         self._shutdown: asyncio.Task[None] | None = None
@@ -114,6 +118,7 @@ class NanoBananaBot(commands.Bot):
             queue=self.queue,
             gemini=self.gemini,
             poster=self.poster,
+            metrics=self.metrics,
         )
         self.chains = Chains(store=self.store, settings=s, generator=self.generator, client=self)
         self.recovery = RecoveryService(
@@ -127,8 +132,24 @@ class NanoBananaBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(ActionButton)
+        if s.health_port is not None:
+            self.health = HealthServer(
+                port=s.health_port, host=s.health_host, checks=self._health_checks(), metrics=self.metrics
+            )
+            await self.health.start()
         await self.sync_commands()
         self._maintenance = asyncio.create_task(self._maintain())
+
+    def _health_checks(self) -> HealthChecks:
+        async def job_counts() -> dict[str, int]:
+            return {"queued": self.queue.queued_count, "running": self.queue.running_count}
+
+        return HealthChecks(
+            ready=self.is_ready,
+            gateway=lambda: not self.is_closed() and self.is_ready() and self.ws is not None,
+            database=self.store.ping,
+            job_counts=job_counts,
+        )
 
     async def sync_commands(self) -> None:
         if self.settings.discord_guild_ids:
@@ -189,6 +210,8 @@ class NanoBananaBot(commands.Bot):
             if hasattr(self, "recovery"):
                 await self.recovery.stop()
         await super().close()
+        if self.health is not None:
+            await self.health.stop()
         if hasattr(self, "gemini"):
             await self.gemini.aclose()
         if hasattr(self, "store"):

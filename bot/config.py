@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # --------------------------------------------------------------------------------------------
@@ -255,14 +262,22 @@ class Settings(BaseSettings):
     default_daily_images_per_user: int | None = None
     default_daily_dollars_per_user: float | None = None
 
-    @field_validator("discord_guild_ids", mode="before")
+    # Operations: /healthz and /metrics on this port (unset: no HTTP server).
+    health_port: int | None = Field(default=None, ge=1, le=65535)
+    health_host: str = "0.0.0.0"
+    # Sharding: this process runs SHARD_IDS of SHARD_COUNT gateway shards (unset: Discord's
+    # recommended count, all in this process).
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
+
+    @field_validator("discord_guild_ids", "shard_ids", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         if isinstance(value, str):
             parts = [p.strip() for p in value.split(",") if p.strip()]
             for p in parts:
                 if not p.isdigit():
-                    raise ValueError(f"'{p}' is not a guild id (digits only)")
+                    raise ValueError(f"'{p}' is not an id (digits only)")
             return [int(p) for p in parts]
         if isinstance(value, int):
             return [value]
@@ -280,6 +295,15 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("SHARD_IDS needs SHARD_COUNT (the total number of shards)")
+        bad = [i for i in self.shard_ids if self.shard_count is not None and i >= self.shard_count]
+        if bad:
+            raise ValueError(f"SHARD_IDS {bad} are not below SHARD_COUNT ({self.shard_count})")
+        return self
 
     @property
     def data_dir(self) -> Path:

@@ -23,6 +23,7 @@ from bot.adapters.prompts import compile_request
 from bot.adapters.store import Store
 from bot.config import Settings, estimate_cost
 from bot.core.jobs import Job, JobQueue, JobState, QueueFull
+from bot.core.metrics import Metrics
 from bot.core.quotas import request_cost, reserve
 from bot.core.submission import Submission, stored_spec
 from bot.presentation.buttons import Action, action_view
@@ -45,7 +46,9 @@ class Generator:
         queue: JobQueue,
         gemini: GeminiClient,
         poster: ResultPoster,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.settings = settings
         self.queue = queue
@@ -298,6 +301,8 @@ class Generator:
     ) -> None:
         await self.store.mark_running(gen_id)
         await self.store.update_job(job.data["job_row"], status="running")
+        if job.started_at is not None:
+            self.metrics.queue_wait.observe(max(0.0, job.started_at - job.submitted_at))
         compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
         started = time.monotonic()
         updater.set(progress_text(position=None, model=sub.prepared.model, elapsed=0), None)
@@ -312,9 +317,15 @@ class Generator:
         finally:
             ticker.cancel()
         await updater.close()
+        model = sub.prepared.model
+        self.metrics.model_latency.labels(model=model).observe(time.monotonic() - started)
         if isinstance(outcome, Failure):
+            self.metrics.failures.labels(kind=str(outcome.kind)).inc()
+            self.metrics.generations.labels(model=model, outcome="failed").inc()
             await self._report_failure(gen_id, sub, outcome, target)
             return
+        self.metrics.generations.labels(model=model, outcome="done").inc()
+        self.metrics.cost.labels(model=model).inc(outcome.cost)
         await self._complete(gen_id, sub, outcome, target)
 
     async def _tick(self, updater: ProgressUpdater, model: str, started: float) -> None:

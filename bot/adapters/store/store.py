@@ -60,6 +60,11 @@ class Store(GenerationsMixin, ChainsMixin, AnchorsMixin, GuildsMixin, UsageMixin
     async def close(self) -> None:
         await self._db.close()
 
+    async def ping(self) -> bool:
+        """Whether the database answers (for /healthz)."""
+        async with self._db.reading() as tx:
+            return bool(await tx.scalar("SELECT 1"))
+
     async def __aenter__(self) -> Store:
         return self
 
