@@ -150,8 +150,10 @@ def test_plain_text_and_json_problems_collected_with_option_problems() -> None:
     with pytest.raises(SpecError) as info:
         prepare({"subject": True, "camera": []}, RequestOptions(aspect="3:1"), PRO)
     assert info.value.problems == [
-        "subject: expected text or object (got true/false)",
-        "camera: expected text or object (got a list)",
+        'subject: expected a string or an object, got a boolean (true); '
+        'e.g. "subject": "a red kite over the sea"',
+        'camera: expected a string or an object, got a list ([]); '
+        'e.g. "camera": {"angle": "low", "lens": "35mm"}',
         "aspect: aspect ratio 3:1 is not available on Nano Banana Pro (nearest: 21:9); "
         "it has 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9",
     ]

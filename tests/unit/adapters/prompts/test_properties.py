@@ -153,9 +153,11 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     if len(items) >= 2:
         tasks.append("blend_images")
     spec: dict[str, Any] = {"task": draw(st.sampled_from(tasks)), "subject": draw(text_or_object)}
-    for key in ("style", "environment", "camera", "lighting", "layout"):
+    for key in ("style", "environment", "camera", "lighting"):
         if draw(st.booleans()):
             spec[key] = draw(text_or_object)
+    if draw(st.booleans()):
+        spec["layout"] = draw(st.dictionaries(st.sampled_from(["grid", "panel"]), words))
     if draw(st.booleans()):
         spec["props"] = draw(
             st.lists(st.fixed_dictionaries({"item": words, "position": words}), max_size=3)
