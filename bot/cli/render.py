@@ -163,6 +163,7 @@ def _write(
         "model_version": result.model_version,
         "size": compiled.size,
         "aspect": compiled.aspect,
+        "output_dimensions": list(prepared.dimensions),  # what the model makes (config table)
         "usage": asdict(result.usage),
         "cost": result.cost,
         "seconds": round(result.latency, 3),

@@ -24,6 +24,7 @@ from bot.config import (
     ModelCapability,
     UnknownModelError,
     capability,
+    output_dimensions,
 )
 
 MAX_SPEC_BYTES = 32 * 1024
@@ -83,11 +84,25 @@ def nearest_aspect(width: float, height: float, aspects: Sequence[str]) -> str:
     return min(aspects, key=lambda a: abs(math.log(_ratio(a)) - target))
 
 
-def size_covering(longer_side: int, sizes: Sequence[str]) -> tuple[str, bool]:
-    """Smallest size whose pixels cover the longer side; (largest, False) if none does."""
+def size_covering(
+    model: str,
+    aspect: str,
+    sizes: Sequence[str],
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> tuple[str, bool]:
+    """The smallest size whose real output (OUTPUT_DIMENSIONS) covers the request at this
+    aspect: the longer side when both width and height are given, else the one that is.
+    (largest, False) when none does."""
     ordered = [s for s in SIZES_ORDER if s in sizes]
     for name in ordered:
-        if SIZE_PIXELS[name] >= longer_side:
+        out_w, out_h = output_dimensions(model, aspect, name)
+        if width and height:
+            covered = max(out_w, out_h) >= max(width, height)
+        else:
+            covered = out_w >= (width or 0) and out_h >= (height or 0)
+        if covered:
             return name, True
     return ordered[-1], False
 

@@ -14,7 +14,7 @@ from google.genai import types
 from PIL import Image
 
 from bot.adapters.gemini import Failure, FailureKind, GeminiClient, Generation, interpret
-from bot.config import ConfigError, Settings, estimate_cost
+from bot.config import ConfigError, Settings, estimate_cost, output_dimensions
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import THOUGHT_MARK, FakeGemini, fake_mark_of
 from tests.fakes.gemini_fixtures import gemini_settings
@@ -109,6 +109,30 @@ async def test_success_returns_final_image_text_content_usage_and_cost(
     assert req.headers["x-goog-api-key"] == fake_gemini.api_key
     assert req.image_config == {"aspectRatio": "16:9", "imageSize": "1K"}
     assert req.spec == {"task": "generate_image", "subject": "a red bicycle"}
+
+
+@pytest.mark.parametrize(
+    ("model", "aspect", "size", "dims"),
+    [
+        ("gemini-3-pro-image", "2:3", "1K", (848, 1264)),
+        ("gemini-3-pro-image", "21:9", "2K", (3168, 1344)),
+        ("gemini-3.1-flash-image", "1:8", "512", (192, 1536)),
+        ("gemini-3.1-flash-image", "4:1", "1K", (2048, 512)),
+        ("gemini-2.5-flash-image", "16:9", "1K", (1344, 768)),
+    ],
+)
+async def test_images_have_the_documented_size_for_model_aspect_and_size(
+    fake_gemini: FakeGemini,
+    make_client: ClientFactory,
+    model: str,
+    aspect: str,
+    size: str,
+    dims: tuple[int, int],
+) -> None:
+    result = await generate(make_client(), model=model, aspect=aspect, size=size)
+    assert isinstance(result, Generation), result
+    assert Image.open(io.BytesIO(result.images[0].data)).size == dims
+    assert dims == output_dimensions(model, aspect, size)  # the table the bot plans with
 
 
 async def test_alias_is_resolved_and_caller_config_untouched(

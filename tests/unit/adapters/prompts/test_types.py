@@ -5,7 +5,9 @@ path, what was wrong and how to fix it; the same message in the bot's prepare() 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,21 @@ from bot.adapters.prompts import Defaults, Spec, SpecError, prepare, validate
 PRO = Defaults(model="pro", size="1K", aspect="1:1")
 SEED = Path(__file__).parent / "data" / "seed_examples"
 TEMPLATES = Path(__file__).resolve().parents[4] / "templates"
+
+
+@pytest.fixture(autouse=True)
+def _cli_leaves_no_trace(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """main() reads .env and sets up logging; keep both from leaking into other tests."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("DEFAULT_MODEL", "DEFAULT_SIZE", "DEFAULT_ASPECT"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    http_level = logging.getLogger("discord.http").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("discord.http").setLevel(http_level)
 
 
 def problems_of(raw: str | dict[str, Any]) -> list[str]:
