@@ -45,7 +45,12 @@ class ModelCapability:
     sizes: tuple[str, ...]
     aspect_ratios: tuple[str, ...]
     max_input_images: int
-    max_identity_anchors: int
+    # References the model keeps faithful, per kind (platform-facts.md): high-fidelity
+    # objects, characters (people, faces) and style references; None: no limit of its own
+    # (only max_input_images). How inputs map to kinds: bot.adapters.prompts.validate.
+    max_objects: int | None
+    max_characters: int | None
+    max_styles: int | None = None
     default_size: str = "1K"
     supports_thinking_level: bool = False
     supports_search: bool = False
@@ -54,6 +59,12 @@ class ModelCapability:
     @property
     def all_ids(self) -> tuple[str, ...]:
         return (self.id, *self.ids)
+
+    @property
+    def max_identity_anchors(self) -> int:
+        """Identity anchors in one request: the most any one kind allows (Pro: 6)."""
+        limits = (self.max_objects, self.max_characters, self.max_styles)
+        return max(limit for limit in limits if limit is not None)
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,9 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("1K", "2K", "4K"),
         aspect_ratios=BASE_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=6,
+        max_objects=6,
+        max_characters=5,
+        max_styles=3,
         supports_search=True,
         ids=("gemini-3-pro-image-preview",),
     ),
@@ -87,7 +100,8 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("512", "1K", "2K", "4K"),
         aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=4,
+        max_objects=10,
+        max_characters=4,
         supports_thinking_level=True,
         supports_search=True,
         ids=("gemini-3.1-flash-image-preview",),
@@ -98,7 +112,10 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("512", "1K"),
         aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=0,  # objects only: no character/face consistency
+        # "objects only": no character/face consistency. Google gives no object count for
+        # Lite; Nano Banana 2's 10 is assumed.
+        max_objects=10,
+        max_characters=0,
         supports_thinking_level=True,
     ),
     "gemini-2.5-flash-image": ModelCapability(
@@ -106,8 +123,9 @@ CAPABILITIES: dict[str, ModelCapability] = {
         name="Nano Banana (legacy)",
         sizes=("1K",),
         aspect_ratios=BASE_ASPECTS,
-        max_input_images=3,
-        max_identity_anchors=3,
+        max_input_images=3,  # "best with ≤3"
+        max_objects=3,
+        max_characters=3,
     ),
 }
 

@@ -18,6 +18,7 @@ from bot.adapters.prompts.compile import compile_request, rest_body
 from bot.adapters.prompts.errors import SpecError
 from bot.adapters.prompts.references import Reference, ResolvedImage, describe, resolve_inputs
 from bot.adapters.prompts.templates import Template, parse_template
+from bot.adapters.prompts.validate import check_references
 from bot.config import Settings, UnknownModelError, model_display_name, resolve_model
 
 
@@ -161,6 +162,7 @@ def compile_file(
     try:
         prepared = load_spec_file(path, defaults_for(model, settings), samples=False)
         resolved = asyncio.run(resolve_inputs(prepared.spec, FileResolver(images)))
+        check_references(prepared.spec, prepared.model, resolved)
         compiled = compile_request(prepared, resolved)
     except SpecError as exc:
         for problem in exc.problems:

@@ -141,7 +141,16 @@ inputs = st.lists(
         },
     ),
     max_size=8,
-).filter(lambda items: sum(i.get("role") == "identity_anchor" for i in items) <= 6)
+).filter(
+    # within Nano Banana Pro's limits: 6 identity anchors, 5 characters (an identity anchor
+    # that is not a saved anchor counts as one), 3 style references
+    lambda items: sum(i.get("role") == "identity_anchor" for i in items) <= 6
+    and sum(
+        i.get("role") == "identity_anchor" and not i["data"].startswith("anchor:") for i in items
+    )
+    <= 5
+    and sum(i.get("role") == "style" for i in items) <= 3
+)
 
 
 @st.composite
