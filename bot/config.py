@@ -52,7 +52,12 @@ class ModelCapability:
     sizes: tuple[str, ...]
     aspect_ratios: tuple[str, ...]
     max_input_images: int
-    max_identity_anchors: int
+    # References the model keeps faithful, per kind (platform-facts.md): high-fidelity
+    # objects, characters (people, faces) and style references; None: no limit of its own
+    # (only max_input_images). How inputs map to kinds: bot.adapters.prompts.validate.
+    max_objects: int | None
+    max_characters: int | None
+    max_styles: int | None = None
     default_size: str = "1K"
     supports_thinking_level: bool = False
     supports_search: bool = False
@@ -61,6 +66,12 @@ class ModelCapability:
     @property
     def all_ids(self) -> tuple[str, ...]:
         return (self.id, *self.ids)
+
+    @property
+    def max_identity_anchors(self) -> int:
+        """Identity anchors in one request: the most any one kind allows (Pro: 6)."""
+        limits = (self.max_objects, self.max_characters, self.max_styles)
+        return max(limit for limit in limits if limit is not None)
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,9 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("1K", "2K", "4K"),
         aspect_ratios=BASE_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=6,
+        max_objects=6,
+        max_characters=5,
+        max_styles=3,
         supports_search=True,
         ids=("gemini-3-pro-image-preview",),
     ),
@@ -94,7 +107,8 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("512", "1K", "2K", "4K"),
         aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=4,
+        max_objects=10,
+        max_characters=4,
         supports_thinking_level=True,
         supports_search=True,
         ids=("gemini-3.1-flash-image-preview",),
@@ -105,7 +119,10 @@ CAPABILITIES: dict[str, ModelCapability] = {
         sizes=("512", "1K"),
         aspect_ratios=BASE_ASPECTS + EXTRA_ASPECTS,
         max_input_images=14,
-        max_identity_anchors=0,  # objects only: no character/face consistency
+        # "objects only": no character/face consistency. Google gives no object count for
+        # Lite; Nano Banana 2's 10 is assumed.
+        max_objects=10,
+        max_characters=0,
         supports_thinking_level=True,
     ),
     "gemini-2.5-flash-image": ModelCapability(
@@ -113,10 +130,69 @@ CAPABILITIES: dict[str, ModelCapability] = {
         name="Nano Banana (legacy)",
         sizes=("1K",),
         aspect_ratios=BASE_ASPECTS,
-        max_input_images=3,
-        max_identity_anchors=3,
+        max_input_images=3,  # "best with ≤3"
+        max_objects=3,
+        max_characters=3,
     ),
 }
+
+# Real output pixel sizes, (width, height) by aspect ratio and size, from Google's
+# image-generation docs ("Aspect ratios and image size" tables, ai.google.dev, 2026), which
+# list the same figures for Nano Banana Pro and Nano Banana 2 at 1K/2K/4K. 2K is exactly twice
+# 1K and 4K four times; 512 is half of 1K. Uncertain figures:
+# - 21:9 at 512: Google's table says 792×168, which is not 21:9 (a typo, surely); we use
+#   792×336, half of 1K's 1584×672 like every other 512 entry.
+# - Nano Banana 2 Lite: no table published; assumed to make Nano Banana 2's 512/1K sizes.
+_GEMINI_3_DIMENSIONS: dict[str, dict[str, tuple[int, int]]] = {
+    "1:1": {"512": (512, 512), "1K": (1024, 1024), "2K": (2048, 2048), "4K": (4096, 4096)},
+    "2:3": {"512": (424, 632), "1K": (848, 1264), "2K": (1696, 2528), "4K": (3392, 5056)},
+    "3:2": {"512": (632, 424), "1K": (1264, 848), "2K": (2528, 1696), "4K": (5056, 3392)},
+    "3:4": {"512": (448, 600), "1K": (896, 1200), "2K": (1792, 2400), "4K": (3584, 4800)},
+    "4:3": {"512": (600, 448), "1K": (1200, 896), "2K": (2400, 1792), "4K": (4800, 3584)},
+    "4:5": {"512": (464, 576), "1K": (928, 1152), "2K": (1856, 2304), "4K": (3712, 4608)},
+    "5:4": {"512": (576, 464), "1K": (1152, 928), "2K": (2304, 1856), "4K": (4608, 3712)},
+    "9:16": {"512": (384, 688), "1K": (768, 1376), "2K": (1536, 2752), "4K": (3072, 5504)},
+    "16:9": {"512": (688, 384), "1K": (1376, 768), "2K": (2752, 1536), "4K": (5504, 3072)},
+    "21:9": {"512": (792, 336), "1K": (1584, 672), "2K": (3168, 1344), "4K": (6336, 2688)},
+    # Nano Banana 2 (and Lite) only
+    "1:4": {"512": (256, 1024), "1K": (512, 2048), "2K": (1024, 4096), "4K": (2048, 8192)},
+    "4:1": {"512": (1024, 256), "1K": (2048, 512), "2K": (4096, 1024), "4K": (8192, 2048)},
+    "1:8": {"512": (192, 1536), "1K": (384, 3072), "2K": (768, 6144), "4K": (1536, 12288)},
+    "8:1": {"512": (1536, 192), "1K": (3072, 384), "2K": (6144, 768), "4K": (12288, 1536)},
+}
+# Nano Banana (legacy, gemini-2.5-flash-image): one fixed size per aspect ratio.
+_LEGACY_DIMENSIONS: dict[str, dict[str, tuple[int, int]]] = {
+    aspect: {"1K": dims}
+    for aspect, dims in {
+        "1:1": (1024, 1024),
+        "2:3": (832, 1248),
+        "3:2": (1248, 832),
+        "3:4": (864, 1184),
+        "4:3": (1184, 864),
+        "4:5": (896, 1152),
+        "5:4": (1152, 896),
+        "9:16": (768, 1344),
+        "16:9": (1344, 768),
+        "21:9": (1536, 672),
+    }.items()
+}
+
+
+def _dimensions_for(cap: ModelCapability) -> dict[str, dict[str, tuple[int, int]]]:
+    source = _LEGACY_DIMENSIONS if cap.id == "gemini-2.5-flash-image" else _GEMINI_3_DIMENSIONS
+    return {a: {s: source[a][s] for s in cap.sizes} for a in cap.aspect_ratios}
+
+
+# model id -> aspect ratio -> size -> (width, height): exactly the model's aspects and sizes.
+OUTPUT_DIMENSIONS: dict[str, dict[str, dict[str, tuple[int, int]]]] = {
+    model: _dimensions_for(cap) for model, cap in CAPABILITIES.items()
+}
+
+
+def output_dimensions(model: str, aspect: str, size: str) -> tuple[int, int]:
+    """(width, height) in pixels the model really makes; KeyError for a pair it lacks."""
+    return OUTPUT_DIMENSIONS[resolve_model(model)][aspect][size]
+
 
 PRICES: dict[str, ModelPrice] = {
     "gemini-3-pro-image": ModelPrice(

@@ -12,6 +12,8 @@
   there is exactly one retry policy.
 - Limits: at most `gemini_max_in_flight` calls in flight (one semaphore per client), and an
   optional `gemini_requests_per_minute` per model (aiolimiter), taken before each attempt.
+- Blocked output: Google's `finishMessage` (which the SDK drops when parsing) is read from the
+  raw answer and shown to the user (see "finishMessage from the raw response").
 - Multi-turn: `contents` may carry earlier turns; they are sent unchanged. The model's
   returned `types.Content` comes back untouched (thought signatures intact) for the next turn;
   `content_to_json` / `content_from_json` store it and restore it byte for byte.
@@ -20,6 +22,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import json
 import logging
 import random
 import re
@@ -423,18 +427,99 @@ def interpret(
             attempts=1,
         )
     if finish in _BLOCKED_FINISH:
-        said = f": {_short(finish_message)}" if finish_message else "."
+        # Google's own finishMessage says why and what to do; without one, we say it.
+        said = (
+            f" Google says: “{_short(finish_message)}”"
+            if finish_message
+            else " Try a different prompt."
+        )
         return Failure(
             FailureKind.OUTPUT_BLOCKED,
-            f"Google blocked the generated image ({finish}){said} Try a different prompt.",
+            f"Google blocked the generated image ({finish}).{said}",
             reason=finish,
             detail=finish_message,
         )
     if text:
         message = f"The model answered without an image: “{_short(text, 240)}”. Try rephrasing."
+    elif finish_message:
+        message = (
+            f"The model returned no image ({finish or 'no reason given'}): "
+            f"“{_short(finish_message)}”"
+        )
     else:
         message = "The model returned no image. Try again, or rephrase the prompt."
     return Failure(FailureKind.NO_IMAGE, message, reason=finish, detail=text or finish_message)
+
+
+# ---------------------------------------------------------------------------------------------
+# finishMessage from the raw response
+# ---------------------------------------------------------------------------------------------
+#
+# google-genai 3.x has `Candidate.finish_message`, but its Gemini Developer API converter
+# (`models._Candidate_from_mldev`) copies `finishReason` and not `finishMessage`, and the parsed
+# response keeps no raw body (`sdk_http_response` carries the headers only, unless
+# `should_return_http_response` is set, which then skips parsing altogether). So the client's
+# one request method is wrapped: each call collects the finish messages of its own raw answer
+# (a context variable per call, so concurrent calls never mix), and they are put back on the
+# parsed candidates where the SDK left them empty. If the SDK starts parsing the field, its
+# value wins; if its internals change shape, the tap is skipped and nothing breaks.
+
+_RAW_FINISH_MESSAGES: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar(
+    "gemini_raw_finish_messages", default=None
+)
+# Answers with an image are megabytes and use no finish message; blocked ones are tiny.
+_RAW_SCAN_LIMIT = 1024 * 1024
+
+
+def finish_messages_of(body: object) -> list[str | None]:
+    """candidates[i].finishMessage of a raw generateContent JSON body (None where absent)."""
+    if not isinstance(body, str | bytes) or len(body) > _RAW_SCAN_LIMIT:
+        return []
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if '"finishMessage"' not in text and '"finish_message"' not in text:
+        return []
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    candidates = data.get("candidates") if isinstance(data, dict) else None
+    if not isinstance(candidates, list):
+        return []
+    out: list[str | None] = []
+    for candidate in candidates:
+        message = None
+        if isinstance(candidate, dict):
+            message = candidate.get("finishMessage", candidate.get("finish_message"))
+        out.append(message if isinstance(message, str) and message.strip() else None)
+    return out
+
+
+def _tap_raw_finish_messages(client: genai.Client) -> bool:
+    """Wrap the SDK client's request method so each call keeps its raw finish messages."""
+    api = getattr(client, "_api_client", None)
+    original = getattr(api, "async_request", None)
+    if api is None or not callable(original):  # pragma: no cover - a future SDK
+        log.debug("google-genai has no _api_client.async_request; finishMessage not tapped")
+        return False
+
+    async def async_request(*args: Any, **kwargs: Any) -> Any:
+        response = await original(*args, **kwargs)
+        sink = _RAW_FINISH_MESSAGES.get()
+        if sink is not None:
+            sink.extend(finish_messages_of(getattr(response, "body", None)))
+        return response
+
+    api.async_request = async_request
+    return True
+
+
+def restore_finish_messages(
+    response: types.GenerateContentResponse, messages: Sequence[str | None]
+) -> None:
+    """Put raw finish messages on the parsed candidates that lack one (the SDK's own win)."""
+    for candidate, message in zip(response.candidates or [], messages, strict=False):
+        if message and not candidate.finish_message:
+            candidate.finish_message = message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +605,7 @@ class GeminiClient:
             retry_options=types.HttpRetryOptions(attempts=1),
         )
         self._client = genai.Client(api_key=key, http_options=http_options)
+        _tap_raw_finish_messages(self._client)
         self._sdk_loop = _SdkLoop()
         self._in_flight = asyncio.Semaphore(settings.gemini_max_in_flight)
         self._limiters: dict[str, AsyncLimiter] = {}
@@ -637,10 +723,27 @@ class GeminiClient:
             # The SDK enforces `timeout` itself; this backstop catches anything it misses.
             async with asyncio.timeout(seconds + _BACKSTOP_GRACE):
                 return await self._sdk_loop.run(
-                    self._client.aio.models.generate_content(
-                        model=model, contents=contents, config=config
-                    )
+                    self._generate_content(model=model, contents=contents, config=config)
                 )
+
+    async def _generate_content(
+        self,
+        *,
+        model: str,
+        contents: list[types.Content],
+        config: types.GenerateContentConfig,
+    ) -> types.GenerateContentResponse:
+        """One SDK call (in the SDK's loop), with the finish messages the SDK drops put back."""
+        raw_messages: list[str | None] = []
+        token = _RAW_FINISH_MESSAGES.set(raw_messages)
+        try:
+            response = await self._client.aio.models.generate_content(
+                model=model, contents=contents, config=config
+            )
+        finally:
+            _RAW_FINISH_MESSAGES.reset(token)
+        restore_finish_messages(response, raw_messages)
+        return response
 
     def _wait(self, state: RetryCallState) -> float:
         """The server's retryDelay (+ up to 10 % jitter, at most 1 s) or exponential backoff."""

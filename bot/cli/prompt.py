@@ -1,4 +1,8 @@
-"""`python -m bot prompt validate|compile`: the engine for prompt authors and scripts."""
+"""`python -m bot prompt validate|compile`: the engine for prompt authors and scripts.
+
+`compile` prints the exact REST body on stdout and, on stderr, warnings and the size of the
+image it will make ("FILE: output: 848×1264 px (2:3, 1K) from Nano Banana Pro").
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ from bot.adapters.prompts.compile import compile_request, rest_body
 from bot.adapters.prompts.errors import SpecError
 from bot.adapters.prompts.references import Reference, ResolvedImage, describe, resolve_inputs
 from bot.adapters.prompts.templates import Template, parse_template
-from bot.config import Settings, UnknownModelError, resolve_model
+from bot.adapters.prompts.validate import check_references
+from bot.config import Settings, UnknownModelError, model_display_name, resolve_model
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -157,6 +162,7 @@ def compile_file(
     try:
         prepared = load_spec_file(path, defaults_for(model, settings), samples=False)
         resolved = asyncio.run(resolve_inputs(prepared.spec, FileResolver(images)))
+        check_references(prepared.spec, prepared.model, resolved)
         compiled = compile_request(prepared, resolved)
     except SpecError as exc:
         for problem in exc.problems:
@@ -164,6 +170,15 @@ def compile_file(
         return 1
     for warning in prepared.warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
+    # stdout stays the exact request body (pipe it to curl); what it makes goes beside it
+    print(f"{path}: {output_line(prepared)}", file=sys.stderr)
     body = rest_body(compiled, with_images=with_images)
     print(json.dumps(body, indent=2, ensure_ascii=False))
     return 0
+
+
+def output_line(prepared: PreparedSpec) -> str:
+    """'output: 848×1264 px (2:3, 1K) from Nano Banana Pro' — the real size, from the table."""
+    width, height = prepared.dimensions
+    name = model_display_name(prepared.model)
+    return f"output: {width}×{height} px ({prepared.aspect}, {prepared.size}) from {name}"

@@ -43,6 +43,7 @@ from bot.adapters.prompts import (
     CompiledRequest,
     PreparedSpec,
     SpecError,
+    check_references,
     compile_request,
     resolve_inputs,
 )
@@ -126,6 +127,7 @@ def _read_spec(path: Path, *, model: str | None, settings: Settings) -> Prepared
 async def _compile(prepared: PreparedSpec, images: list[Path]) -> CompiledRequest:
     # FileResolver: attachment:N -> the N-th --image; anchors and chains need the bot's database.
     resolved = await resolve_inputs(prepared.spec, FileResolver(list(images)))
+    check_references(prepared.spec, prepared.model, resolved)  # per-kind limits, before the call
     return compile_request(prepared, resolved)
 
 
@@ -163,6 +165,7 @@ def _write(
         "model_version": result.model_version,
         "size": compiled.size,
         "aspect": compiled.aspect,
+        "output_dimensions": list(prepared.dimensions),  # what the model makes (config table)
         "usage": asdict(result.usage),
         "cost": result.cost,
         "seconds": round(result.latency, 3),

@@ -11,8 +11,9 @@ What it does, briefly:
 - Rejects unknown models (404), aspect ratios / sizes / input-image counts the model lacks
   (400 INVALID_ARGUMENT, from `bot.config.CAPABILITIES`), `candidateCount > 1`, bodies over
   `max_request_bytes`.
-- Answers with a real, noisy PNG of the true pixel size (1K 1:1 = 1024x1024, 4K 1:1 =
-  4096x4096, > 10 MiB), marked per request (tEXt chunk + a visible tint and bit band; read it
+- Answers with a real, noisy PNG of exactly the size Google documents for the model, aspect
+  and size (`bot.config.OUTPUT_DIMENSIONS`: 1K 2:3 = 848x1264, 4K 1:1 = 4096x4096, > 10 MiB),
+  marked per request (tEXt chunk + a visible tint and bit band; read it
   back with `fake_mark_of`), preceded by thought parts and carrying thought signatures.
 - On later turns, checks every model-role content sent back carries exactly the signatures it
   issued (400 "Image part is missing a thought_signature in content position N, part
@@ -33,7 +34,6 @@ import hashlib
 import io
 import itertools
 import json
-import math
 import os
 import random
 import re
@@ -48,7 +48,7 @@ from aiohttp import web
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 from PIL.PngImagePlugin import PngInfo
 
-from bot.config import CAPABILITIES, PRICES, SIZE_PIXELS, ModelCapability
+from bot.config import CAPABILITIES, OUTPUT_DIMENSIONS, PRICES, ModelCapability
 
 DEFAULT_API_KEY = "fake-gemini-key-not-a-secret"
 MARK_KEY = "fake-gemini-mark"
@@ -81,15 +81,14 @@ _MARK_PREFIX = "fake-"
 # ---------------------------------------------------------------------------------------------
 
 
-def output_dims(size: str, aspect: str) -> tuple[int, int]:
-    """Pixel size of an output: the size's square pixel count at the aspect, multiples of 16."""
-    side = SIZE_PIXELS[size]
-    a, b = (float(x) for x in aspect.split(":"))
-    ratio = a / b
-    area = side * side
-    width = max(16, round(math.sqrt(area * ratio) / 16) * 16)
-    height = max(16, round(math.sqrt(area / ratio) / 16) * 16)
-    return width, height
+def output_dims(size: str, aspect: str, model: str | None = None) -> tuple[int, int]:
+    """Pixel size of an output: Google's published figure for the model (bot.config's
+    OUTPUT_DIMENSIONS, the table the bot plans with). Without a model, the Gemini 3 figures
+    (Nano Banana Pro and Nano Banana 2 make the same sizes wherever both have the aspect)."""
+    return OUTPUT_DIMENSIONS[model or _GEMINI_3][aspect][size]
+
+
+_GEMINI_3 = "gemini-3.1-flash-image"  # every aspect and size a Gemini 3 model makes
 
 
 @functools.lru_cache(maxsize=8)
@@ -710,7 +709,7 @@ class FakeGemini:
     ) -> bytes:
         """Runs in a thread: renders the PNG and builds the whole JSON body."""
         mark = _new_mark()
-        width, height = output_dims(size, aspect)
+        width, height = output_dims(size, aspect, cap.id)
         png = render_png(width, height, mark)
         image_sig, text_sig = os.urandom(64), os.urandom(48)
         parts: list[dict[str, Any]] = [

@@ -13,11 +13,13 @@ import pytest
 from bot.config import (
     CAPABILITIES,
     MODEL_ALIASES,
+    OUTPUT_DIMENSIONS,
     PRICES,
     ConfigError,
     UnknownModelError,
     estimate_cost,
     load_settings,
+    output_dimensions,
     require,
     resolve_model,
 )
@@ -60,6 +62,39 @@ def test_figures_from_platform_facts() -> None:
     assert pro.max_input_images == 14 and pro.max_identity_anchors == 6
     assert estimate_cost("pro", "4K") == pytest.approx(0.24)
     assert estimate_cost("flash", "1K", input_tokens=1_000_000) == pytest.approx(0.067 + 0.5)
+
+
+def test_dimension_table_covers_exactly_each_models_aspects_and_sizes() -> None:
+    assert set(OUTPUT_DIMENSIONS) == set(CAPABILITIES)
+    for model_id, cap in CAPABILITIES.items():
+        table = OUTPUT_DIMENSIONS[model_id]
+        assert list(table) == list(cap.aspect_ratios), model_id
+        for aspect, by_size in table.items():
+            assert list(by_size) == list(cap.sizes), (model_id, aspect)
+            a, b = (int(x) for x in aspect.split(":"))
+            for size, (width, height) in by_size.items():
+                # the real shape is the nominal one within 3 % (Google rounds to 16 px)
+                assert abs((width / height) / (a / b) - 1) < 0.03, (model_id, aspect, size)
+
+
+def test_dimensions_are_googles_published_figures() -> None:
+    assert output_dimensions("pro", "2:3", "1K") == (848, 1264)
+    assert output_dimensions("pro", "16:9", "4K") == (5504, 3072)
+    assert output_dimensions("pro", "21:9", "2K") == (3168, 1344)
+    assert output_dimensions("gemini-3-pro-image-preview", "4:5", "1K") == (928, 1152)
+    assert output_dimensions("flash", "1:8", "1K") == (384, 3072)
+    assert output_dimensions("flash", "8:1", "4K") == (12288, 1536)
+    assert output_dimensions("flash", "3:4", "512") == (448, 600)
+    assert output_dimensions("legacy", "16:9", "1K") == (1344, 768)
+    # Gemini 3: 2K is twice 1K, 4K four times, 512 half, for every aspect
+    for aspect, by_size in OUTPUT_DIMENSIONS["gemini-3.1-flash-image"].items():
+        w, h = by_size["1K"]
+        assert by_size["2K"] == (2 * w, 2 * h) and by_size["4K"] == (4 * w, 4 * h), aspect
+        assert by_size["512"] == (w // 2, h // 2), aspect
+        if aspect in OUTPUT_DIMENSIONS["gemini-3-pro-image"]:
+            assert OUTPUT_DIMENSIONS["gemini-3-pro-image"][aspect]["1K"] == (w, h)
+    with pytest.raises(KeyError):
+        output_dimensions("pro", "8:1", "1K")
 
 
 def test_settings_from_env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

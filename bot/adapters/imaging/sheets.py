@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import shutil
 import statistics
+import subprocess
 import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -23,22 +28,209 @@ _SHEET_MAX_TILE = 512
 _SHEET_TILE_PIXELS = 40_000_000  # per tile: anchors and model outputs, never bigger
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    # Pillow >= 10.1 bundles a scalable default font (needs FreeType); no font files to ship.
-    return ImageFont.load_default(size=size)
+# ---- label fonts -------------------------------------------------------------------------------
+#
+# Labels are user text (anchor names, batch values): any script. Each character is drawn with
+# the first font that has it: a Latin font (DejaVu Sans also has Greek, Cyrillic and many
+# symbols), then a CJK font, then whatever fontconfig picks for Chinese, Japanese and Korean,
+# then Pillow's own scalable font (Latin only, always there). A character none of them has
+# (most emoji) is drawn by the first font as its "missing glyph" box; nothing raises.
+
+_FONT_DIRS: tuple[str, ...] = (
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "~/.local/share/fonts",
+    "~/.fonts",
+    "/Library/Fonts",
+    "/System/Library/Fonts",
+    "C:/Windows/Fonts",
+)
+# File names, best first, per group; searched under _FONT_DIRS (any depth).
+_LATIN_FONTS: tuple[str, ...] = (
+    "DejaVuSans.ttf",
+    "NotoSans-Regular.ttf",
+    "LiberationSans-Regular.ttf",
+    "Arial Unicode.ttf",
+    "Arial.ttf",
+    "arial.ttf",
+)
+_CJK_FONTS: tuple[str, ...] = (
+    "NotoSansCJK-Regular.ttc",
+    "NotoSansCJKsc-Regular.otf",
+    "NotoSansCJKjp-Regular.otf",
+    "SourceHanSans-Regular.ttc",
+    "wqy-microhei.ttc",
+    "wqy-zenhei.ttc",
+    "DroidSansFallbackFull.ttf",
+    "DroidSansFallback.ttf",
+    "PingFang.ttc",
+    "Hiragino Sans GB.ttc",
+    "msyh.ttc",
+    "YuGothM.ttc",
+    "malgun.ttf",
+)
+_FC_PATTERNS: tuple[str, ...] = ("sans-serif", ":lang=zh-cn", ":lang=ja", ":lang=ko")
+_MISSING = "\U0010fffd"  # a private-use code point no font maps: its glyph is "missing"
+
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 
-def _text_width(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, text: str) -> float:
-    return float(font.getlength(text))
+def _fonts_on_disk(names: Sequence[str], dirs: Sequence[str]) -> list[str]:
+    """Paths of the named font files under the directories, in the order of `names`."""
+    wanted = {name.lower(): rank for rank, name in enumerate(names)}
+    found: dict[int, str] = {}
+    for top in dirs:
+        root = os.path.expanduser(top)
+        if not os.path.isdir(root):
+            continue
+        for folder, _subdirs, files in os.walk(root):
+            for file in files:
+                rank = wanted.get(file.lower())
+                if rank is not None and rank not in found:
+                    found[rank] = os.path.join(folder, file)
+    return [found[rank] for rank in sorted(found)]
+
+
+def _fontconfig_fonts(patterns: Sequence[str]) -> list[str]:
+    """What fontconfig (fc-match) picks for each pattern; [] where it is not installed."""
+    exe = shutil.which("fc-match")
+    if exe is None:
+        return []
+    out: list[str] = []
+    for pattern in patterns:
+        try:
+            done = subprocess.run(
+                [exe, "--format=%{file}", pattern],
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        path = done.stdout.strip()
+        if done.returncode == 0 and path and os.path.isfile(path):
+            out.append(path)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def label_font_paths() -> tuple[str, ...]:
+    """The system fonts labels use, best first (searched once per process)."""
+    paths = [
+        *_fonts_on_disk(_LATIN_FONTS, _FONT_DIRS),
+        *_fonts_on_disk(_CJK_FONTS, _FONT_DIRS),
+        *_fontconfig_fonts(_FC_PATTERNS),
+    ]
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in paths))
+
+
+@functools.lru_cache(maxsize=64)
+def _truetype(path: str, size: int) -> ImageFont.FreeTypeFont | None:
+    try:
+        return ImageFont.truetype(path, size)
+    except (OSError, ValueError):  # unreadable, not a font, or no FreeType
+        return None
+
+
+class LabelFont:
+    """A chain of fonts at one size, used like one font: each character is drawn with the
+    first font that has a glyph for it, spaces and combining marks with their neighbour."""
+
+    def __init__(self, fonts: Sequence[Font]) -> None:
+        if not fonts:
+            raise ValueError("LabelFont needs at least one font")
+        self.fonts: tuple[Font, ...] = tuple(fonts)
+        self._missing = [self._signature(f, _MISSING) for f in self.fonts]
+        self._choice: dict[str, int] = {}
+
+    @staticmethod
+    def _signature(font: Font, ch: str) -> tuple[float, tuple[int, int], bytes]:
+        try:
+            mask = font.getmask(ch)
+            return (float(font.getlength(ch)), mask.size, bytes(mask))
+        except (OSError, ValueError, UnicodeError):  # a character this font cannot even try
+            return (-1.0, (0, 0), b"")
+
+    def has_glyph(self, index: int, ch: str) -> bool:
+        return self._signature(self.fonts[index], ch) != self._missing[index]
+
+    def _font_index(self, ch: str) -> int:
+        found = self._choice.get(ch)
+        if found is None:
+            found = next((i for i in range(len(self.fonts)) if self.has_glyph(i, ch)), 0)
+            self._choice[ch] = found
+        return found
+
+    def runs(self, text: str) -> list[tuple[Font, str]]:
+        """The text cut into (font, piece) runs, in order."""
+        runs: list[tuple[int, list[str]]] = []
+        for ch in text:
+            joins = ch.isspace() or unicodedata.category(ch) in ("Mn", "Me", "Cf")
+            index = runs[-1][0] if joins and runs else self._font_index(ch)
+            if runs and runs[-1][0] == index:
+                runs[-1][1].append(ch)
+            else:
+                runs.append((index, [ch]))
+        return [(self.fonts[i], "".join(chars)) for i, chars in runs]
+
+    def getlength(self, text: str) -> float:
+        return float(sum(font.getlength(piece) for font, piece in self.runs(text)))
+
+    def line_height(self) -> int:
+        """Pixels from the top of the tallest ascender to the bottom of the lowest descender."""
+        ascent, descent = self._metrics()
+        return ascent + descent
+
+    def _metrics(self) -> tuple[int, int]:
+        ascents, descents = [], []
+        for font in self.fonts:
+            if isinstance(font, ImageFont.FreeTypeFont):
+                a, d = font.getmetrics()
+            else:
+                a, d = int(font.getbbox("Ag")[3]), 0
+            ascents.append(a)
+            descents.append(d)
+        return max(ascents), max(descents)
+
+    def draw(self, draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, fill: Any) -> None:
+        """Draw the text with its top-left at `xy`, every run on one shared baseline."""
+        x, top = xy
+        baseline = top + self._metrics()[0]
+        for font, piece in self.runs(text):
+            if isinstance(font, ImageFont.FreeTypeFont):
+                draw.text((x, baseline), piece, font=font, fill=fill, anchor="ls")
+            else:  # a bitmap font takes no anchor
+                draw.text((x, top), piece, font=font, fill=fill)
+            x += font.getlength(piece)
+
+
+def label_font(size: int, paths: Sequence[str] | None = None) -> LabelFont:
+    """The label font chain at `size`: the system's fonts (or `paths`), then Pillow's own."""
+    fonts: list[Font] = [
+        f for f in (_truetype(p, size) for p in (label_font_paths() if paths is None else paths)) if f
+    ]
+    # Pillow >= 10.1 bundles a scalable font (needs FreeType), so there is always one.
+    fonts.append(ImageFont.load_default(size=size))
+    return LabelFont(fonts)
+
+
+@functools.lru_cache(maxsize=32)
+def _font(size: int) -> LabelFont:
+    return label_font(size)
+
+
+def _text_width(font: LabelFont, text: str) -> float:
+    return font.getlength(text)
 
 
 def _clean_label(label: str) -> str:
-    """One line of printable text: newlines and control characters become spaces."""
+    """One line of printable text: newlines, control and format characters become spaces."""
     chars = (" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in label)
     return " ".join("".join(chars).split())
 
 
-def _fit_label(label: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: float) -> str:
+def _fit_label(label: str, font: LabelFont, width: float) -> str:
     """The label, cut with an ellipsis so it fits `width` pixels."""
     text = _clean_label(label)
     if _text_width(font, text) <= width:
@@ -110,7 +302,7 @@ def contact_sheet(
         tile_h = max(1, round(tile_w * aspect))
         font_size = max(11, min(28, tile_w // 12))
         font = _font(font_size)
-        label_h = int(font.getbbox("Ag…")[3]) + gap // 2 + 2
+        label_h = font.line_height() + gap // 2 + 2
         height = gap + rows * (tile_h + label_h + gap)
         if height <= max_height:
             break
@@ -134,14 +326,14 @@ def contact_sheet(
         if picture is None:
             note = _fit_label("no image", font, tile_w - 4)
             nx = x + (tile_w - _text_width(font, note)) / 2
-            draw.text((nx, y + tile_h / 2 - font_size / 2), note, font=font, fill=_SHEET_MUTED)
+            font.draw(draw, (nx, y + (tile_h - font.line_height()) / 2), note, _SHEET_MUTED)
         else:
             px = x + (tile_w - picture.width) // 2
             py = y + (tile_h - picture.height) // 2
             sheet.paste(picture, (px, py), picture if picture.mode == "RGBA" else None)
         text = _fit_label(label, font, tile_w - 2)
         tx = x + (tile_w - _text_width(font, text)) / 2
-        draw.text((tx, y + tile_h + gap // 4 + 1), text, font=font, fill=_SHEET_TEXT)
+        font.draw(draw, (tx, y + tile_h + gap // 4 + 1), text, _SHEET_TEXT)
 
     first = _encode(sheet, "JPEG", 90)
     if len(first) <= limit_bytes:

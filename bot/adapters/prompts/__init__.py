@@ -25,7 +25,7 @@ from bot.adapters.prompts.templates import (
     parse_template,
     parse_vars,
 )
-from bot.adapters.prompts.validate import validate
+from bot.adapters.prompts.validate import check_references, validate
 
 __all__ = [
     "ROLES",
@@ -44,6 +44,7 @@ __all__ = [
     "Spec",
     "SpecError",
     "Template",
+    "check_references",
     "compile_request",
     "expand_batch",
     "load_templates",

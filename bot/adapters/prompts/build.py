@@ -21,7 +21,7 @@ from bot.adapters.prompts.validate import (
     size_problem,
     validate,
 )
-from bot.config import ModelCapability, UnknownModelError, resolve_model
+from bot.config import ModelCapability, UnknownModelError, output_dimensions, resolve_model
 
 SUMMARY_LIMIT = 200
 
@@ -64,6 +64,11 @@ class PreparedSpec:
     def summary(self) -> str:
         """One short line of what was asked, for embeds and history."""
         return summarise(self.spec)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """(width, height) in pixels of the image the model will make (OUTPUT_DIMENSIONS)."""
+        return output_dimensions(self.model, self.aspect, self.size)
 
 
 # ---- summary ---------------------------------------------------------------------------------
@@ -195,12 +200,9 @@ def _merge_options(
 # ---- aspect and size -------------------------------------------------------------------------
 
 
-def _json_aspect_and_size(
-    fmt: dict[str, Any], cap: ModelCapability, warnings: list[str]
-) -> tuple[str | None, str | None]:
-    """(aspect, size) the JSON asks for, explicitly or through width/height."""
+def _json_aspect(fmt: dict[str, Any], cap: ModelCapability, warnings: list[str]) -> str | None:
+    """The aspect the JSON asks for, explicitly or through width and height."""
     aspect = fmt.get("aspect_ratio")
-    size = fmt.get("resolution")
     width, height = fmt.get("width"), fmt.get("height")
     if aspect is None and width and height:
         aspect = nearest_aspect(width, height, cap.aspect_ratios)
@@ -209,14 +211,27 @@ def _json_aspect_and_size(
             warnings.append(
                 f"{width}×{height} is not a shape {cap.name} makes; using {aspect}, the nearest"
             )
-    if size is None and (width or height):
-        longer = max(width or 0, height or 0)
-        size, covered = size_covering(longer, cap.sizes)
-        if not covered:
-            warnings.append(
-                f"{longer} px is more than {cap.name} makes; using {size}, its largest size"
-            )
-    return aspect, size
+    return aspect if isinstance(aspect, str) else None
+
+
+def _json_size(
+    fmt: dict[str, Any], cap: ModelCapability, aspect: str, warnings: list[str]
+) -> str | None:
+    """The size the JSON asks for: `resolution`, else the smallest one whose real output at
+    `aspect` covers the requested width/height (the longer side when both are given)."""
+    size = fmt.get("resolution")
+    width, height = fmt.get("width"), fmt.get("height")
+    if size is not None or not (width or height) or aspect not in cap.aspect_ratios:
+        return size if isinstance(size, str) else None
+    size, covered = size_covering(cap.id, aspect, cap.sizes, width=width, height=height)
+    if not covered:
+        out_w, out_h = output_dimensions(cap.id, aspect, size)
+        asked = f"{width}×{height}" if width and height else f"{width or height} px"
+        warnings.append(
+            f"{asked} is more than {cap.name} makes at {aspect}; using {size}, its largest "
+            f"size ({out_w}×{out_h})"
+        )
+    return size
 
 
 @dataclass(frozen=True)
@@ -320,10 +335,16 @@ def prepare(
         raise SpecError(problems)
 
     fmt: dict[str, Any] = dict(data.get("output_format") or {})
-    json_aspect, json_size = _json_aspect_and_size(fmt, cap, warnings)
     fallback_size = cap.default_size if cap.default_size in cap.sizes else cap.sizes[0]
     out = _Outcome(problems, warnings, overrides)
+    json_aspect = _json_aspect(fmt, cap, warnings)
     aspect = _choose(_ASPECT, options.aspect, json_aspect, defaults.aspect, cap, "1:1", out)
+    # the size follows the aspect: width/height are covered by that aspect's real output
+    # (unless the command names a size; it wins over the JSON anyway)
+    if options.size is not None and options.size.strip():
+        json_size = fmt.get("resolution") if isinstance(fmt.get("resolution"), str) else None
+    else:
+        json_size = _json_size(fmt, cap, aspect, warnings)
     size = _choose(_SIZE, options.size, json_size, defaults.size, cap, fallback_size, out)
     if problems:
         raise SpecError(problems)

@@ -2,8 +2,9 @@
 
 The schema is open: unknown keys are kept and sent, because the model reads them
 semantically. Known keys are type-checked by `check_structure`, which produces messages such
-as "camera.angle: expected text or object (got a list)"; the pydantic types mirror it so that
-a Spec built in code obeys the same rules.
+as 'negative_prompt: expected a string or a list of strings, got a number (42); e.g.
+"negative_prompt": ["blurry", "watermark"]'; the pydantic types mirror it so that a Spec
+built in code obeys the same rules.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ MAX_DEPTH = 8
 MAX_PROBLEMS = 12  # a wall of errors helps nobody; the first few show the pattern
 
 Role = Literal["identity_anchor", "reference", "style", "edit_target"]
-# "Text" is a string or a number: `"lens": 85` is as clear to the model as `"lens": "85mm"`.
-Text = str | int | float
-TextOrObject = str | int | float | dict[str, Any]
+# See "Structural check" below for why each known key has the type it has.
+TextOrObject = str | dict[str, Any]
+Strings = str | list[str]
 
 
 class _Open(BaseModel):
@@ -64,12 +65,12 @@ class Spec(_Open):
     environment: TextOrObject | None = None
     camera: TextOrObject | None = None
     lighting: TextOrObject | None = None
-    layout: TextOrObject | None = None
+    layout: dict[str, Any] | None = None
     props: list[TextOrObject] | None = None
-    negative_prompt: Text | list[Text] | None = None
+    negative_prompt: Strings | None = None
     inputs: list[InputRef] = Field(default_factory=list)
-    changes: Text | list[Text] | None = None
-    chain_id: Text | None = None
+    changes: Strings | None = None
+    chain_id: str | None = None
     output_format: OutputFormat | None = None
     metadata: dict[str, Any] | None = None
 
@@ -113,93 +114,170 @@ class Spec(_Open):
 # --------------------------------------------------------------------------------------------
 # Structural check
 # --------------------------------------------------------------------------------------------
+#
+# The types of the keys product.md §1 names, and why (community Nano Banana specs, the seed
+# examples under tests/unit/adapters/prompts/data, templates/*.json and the README):
+#
+# - subject, style, environment, camera, lighting: a string or an object. The contract shows
+#   `{}` for environment/camera/lighting, but real specs (the README, the seed guide's
+#   `"lighting": "softbox key light"`) write one line of text just as often, and the model
+#   reads both. Numbers, true/false and lists are mistakes (`"camera": 42`).
+# - Inside those sections (camera.lens, style.mood, …) and inside subjects/props items a leaf
+#   may also be a number: `"lens": 85` is as clear to the model as `"lens": "85mm"`.
+# - layout, output_format, metadata: objects (the bot reads layout.grid for Split, and
+#   output_format/metadata itself; every template and example uses objects).
+# - subjects, props: lists whose items are strings or objects; inputs: a list of objects.
+# - negative_prompt, changes: a string or a list of strings (not numbers: `"negative_prompt":
+#   42` is a slip, never a negative prompt).
+# - chain_id: a string (the bot writes str(chain id); a bare number is ambiguous).
+# Unknown keys, at any level, stay open: they are kept and sent as written.
 
 
 @dataclass(frozen=True)
 class Shape:
-    """What a known key may hold. kinds: str (text only), text (text or number), object,
-    list, count (a positive whole number)."""
+    """What a known key may hold. kinds: string, number, object, list, count (a positive
+    whole number). `expected` is the phrase after "expected" in messages; `example` a valid
+    value (JSON text) shown as the fix."""
 
     kinds: frozenset[str]
     expected: str
+    example: str
     fields: Mapping[str, Shape] = field(default_factory=dict)
     items: Shape | None = None
     required: tuple[str, ...] = ()
     choices: tuple[str, ...] = ()
 
 
-def _shape(kinds: str, expected: str, **kw: Any) -> Shape:
-    return Shape(frozenset(kinds.split()), expected, **kw)
+def _shape(kinds: str, expected: str, example: str, **kw: Any) -> Shape:
+    return Shape(frozenset(kinds.split()), expected, example, **kw)
 
 
-STR = _shape("str", "text")
-TEXT = _shape("text", "text")
-TEXT_OR_OBJECT = _shape("text object", "text or object")
-TEXT_OR_LIST = _shape("text list", "text or a list of text", items=TEXT)
-COUNT = _shape("count", "a whole number of pixels, such as 1024")
+def _leaf(example: str) -> Shape:
+    return _shape("string number object", "a string, a number or an object", example)
 
 
-def _section(*names: str) -> Shape:
-    return _shape("text object", "text or object", fields=dict.fromkeys(names, TEXT_OR_OBJECT))
+_LEAF = _leaf('"low angle"')
+_STRING_ITEM = _shape("string", "a string", '"blurry"')
+_STRINGS = "a string or a list of strings"
+
+
+def _section(example: str, *names: str) -> Shape:
+    """subject/style/environment/camera/lighting: a string or an object of known leaves."""
+    return _shape(
+        "string object", "a string or an object", example, fields=dict.fromkeys(names, _LEAF)
+    )
 
 
 SHAPES: dict[str, Shape] = {
-    "task": _shape("str", 'text such as "generate_image"', choices=TASKS),
-    "subject": TEXT_OR_OBJECT,
+    "task": _shape(
+        "string", 'a string such as "generate_image"', '"generate_image"', choices=TASKS
+    ),
+    "subject": _shape("string object", "a string or an object", '"a red kite over the sea"'),
     "subjects": _shape(
         "list",
-        "a list of subjects",
+        "a list of subjects (strings or objects)",
+        '[{"id": "hero", "description": "a tall knight"}]',
         items=_shape(
-            "text object",
-            "text or object",
-            fields={"id": TEXT, "description": TEXT_OR_OBJECT},
+            "string object",
+            "a string or an object",
+            '{"id": "hero", "description": "a tall knight"}',
+            fields={
+                "id": _shape("string number", "a string", '"hero"'),
+                "description": _shape(
+                    "string object", "a string or an object", '"a tall knight"'
+                ),
+            },
         ),
     ),
-    "style": _section("primary", "medium", "mood", "rendering"),
-    "environment": _section("background", "setting", "location", "time_of_day", "weather"),
-    "camera": _section("angle", "lens", "framing", "shot", "distance", "focus", "position"),
-    "lighting": _section("key_light", "fill_light", "rim_light", "back_light", "ambient", "mood"),
-    "layout": TEXT_OR_OBJECT,
+    "style": _section('"watercolour, soft edges"', "primary", "medium", "mood", "rendering"),
+    "environment": _section(
+        '{"setting": "a misty forest"}',
+        "background",
+        "setting",
+        "location",
+        "time_of_day",
+        "weather",
+    ),
+    "camera": _section(
+        '{"angle": "low", "lens": "35mm"}',
+        "angle",
+        "lens",
+        "framing",
+        "shot",
+        "distance",
+        "focus",
+        "position",
+    ),
+    "lighting": _section(
+        '"soft morning window light"',
+        "key_light",
+        "fill_light",
+        "rim_light",
+        "back_light",
+        "ambient",
+        "mood",
+    ),
+    "layout": _shape("object", "an object", '{"grid": "3x3"}'),
     "props": _shape(
         "list",
-        "a list of props",
+        "a list of props (strings or objects)",
+        '[{"item": "a teacup", "position": "foreground"}]',
         items=_shape(
-            "text object",
-            "text or object",
-            fields={"item": TEXT_OR_OBJECT, "position": TEXT_OR_OBJECT},
+            "string object",
+            "a string or an object",
+            '{"item": "a teacup", "position": "foreground"}',
+            fields={"item": _leaf('"a teacup"'), "position": _leaf('"foreground"')},
         ),
     ),
-    "negative_prompt": TEXT_OR_LIST,
+    "negative_prompt": _shape(
+        "string list", _STRINGS, '["blurry", "watermark"]', items=_STRING_ITEM
+    ),
     "inputs": _shape(
         "list",
-        'a list of inputs such as [{"type": "image", "data": "attachment:1"}]',
+        "a list of input images",
+        '[{"type": "image", "data": "attachment:1", "role": "reference"}]',
         items=_shape(
             "object",
-            'an object such as {"type": "image", "data": "attachment:1", "role": "reference"}',
+            "an object",
+            '{"type": "image", "data": "attachment:1", "role": "reference"}',
             fields={
-                "type": STR,
-                "data": _shape("str", 'a reference such as "attachment:1"'),
-                "role": _shape("str", "text", choices=ROLES),
+                "type": _shape("string", "a string", '"image"'),
+                "data": _shape("string", "a string", '"attachment:1"'),
+                "role": _shape("string", "a string", '"reference"', choices=ROLES),
             },
             required=("data",),
         ),
     ),
-    "changes": TEXT_OR_LIST,
-    "chain_id": TEXT,
+    "changes": _shape("string list", _STRINGS, '"make the sky stormy"', items=_STRING_ITEM),
+    "chain_id": _shape("string", "a string", '"scene-1"'),
     "output_format": _shape(
         "object",
         "an object",
+        '{"aspect_ratio": "16:9", "resolution": "2K"}',
         fields={
-            "width": COUNT,
-            "height": COUNT,
-            "aspect_ratio": _shape("str", 'text such as "16:9"'),
-            "resolution": _shape("str", 'text such as "2K"'),
-            "mime_type": _shape("str", 'text such as "image/png"'),
+            "width": _shape("count", "a whole number of pixels such as 1024", "1024"),
+            "height": _shape("count", "a whole number of pixels such as 1024", "1024"),
+            "aspect_ratio": _shape("string", 'a string such as "16:9"', '"16:9"'),
+            "resolution": _shape("string", 'a string such as "2K"', '"2K"'),
+            "mime_type": _shape("string", 'a string such as "image/png"', '"image/png"'),
         },
     ),
-    "metadata": _shape("object", "an object"),
+    "metadata": _shape(
+        "object",
+        "an object",
+        '{"author": "sam", "notes": "first try"}',
+        fields={
+            "version": _shape("string number", "a string or a number", '"1.0"'),
+            "timestamp": _shape("string number", "a string or a number", '"2026-01-12T10:00:00Z"'),
+            "author": _shape("string", "a string", '"sam"'),
+            "project_id": _shape("string", "a string", '"product-shots"'),
+            "notes": _shape("string list", _STRINGS, '"first try"', items=_STRING_ITEM),
+        },
+    ),
 }
-_TOP = _shape("object", "a JSON object", fields=SHAPES)
+_TOP = _shape(
+    "object", "a JSON object", '{"task": "generate_image", "subject": "a red kite"}', fields=SHAPES
+)
 
 
 def kind_of(value: object) -> str:
@@ -216,6 +294,29 @@ def kind_of(value: object) -> str:
     if isinstance(value, list):
         return "a list"
     return type(value).__name__
+
+
+def describe_value(value: object) -> str:
+    """'a number (42)', 'a string ("42")', 'a list (["a","b"])': what a message says it got."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        name = "a boolean"
+    elif isinstance(value, str):
+        name = "a string"
+    elif isinstance(value, int | float):
+        name = "a number"
+    elif isinstance(value, dict):
+        name = "an object"
+    elif isinstance(value, list):
+        name = "a list"
+    else:
+        return type(value).__name__
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(value)
+    return f"{name} ({short(text, 40)})"
 
 
 def too_deep(value: object, limit: int = MAX_DEPTH) -> list[str | int] | None:
@@ -268,11 +369,11 @@ def _fits(value: object, shape: Shape) -> bool:
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, str):
-        return bool(shape.kinds & {"str", "text"})
+        return "string" in shape.kinds
     if isinstance(value, int):
-        return "text" in shape.kinds or "count" in shape.kinds
+        return bool(shape.kinds & {"number", "count"})
     if isinstance(value, float):
-        return "text" in shape.kinds
+        return "number" in shape.kinds
     if isinstance(value, dict):
         return "object" in shape.kinds
     if isinstance(value, list):
@@ -280,15 +381,31 @@ def _fits(value: object, shape: Shape) -> bool:
     return False
 
 
+def _fix(value: object, shape: Shape, path: list[str | int]) -> str:
+    """How to fix a value of the wrong type: quote a number meant as text, unquote a number
+    written as text, else an example of the right type."""
+    example = _example(shape, path)
+    if shape.kinds == {"string"} and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"put it in quotes ({json.dumps(str(value))}), e.g. {example}"
+    if "count" in shape.kinds and isinstance(value, str) and value.strip().isdigit():
+        return f"write the number without quotes ({value.strip()})"
+    return f"e.g. {example}"
+
+
+def _example(shape: Shape, path: list[str | int]) -> str:
+    key = path[-1] if path else None
+    return f'"{key}": {shape.example}' if isinstance(key, str) else shape.example
+
+
 def _check(value: object, shape: Shape, path: list[str | int], out: list[str]) -> None:
     if len(out) >= MAX_PROBLEMS:
         return
     where = json_path(path)
-    if not _fits(value, shape):
-        out.append(f"{where}: expected {shape.expected} (got {kind_of(value)})")
-        return
-    if "count" in shape.kinds and isinstance(value, int) and value <= 0:
-        out.append(f"{where}: expected {shape.expected} (got {value})")
+    if not _fits(value, shape) or (
+        "count" in shape.kinds and isinstance(value, int) and value <= 0
+    ):
+        got = describe_value(value)
+        out.append(f"{where}: expected {shape.expected}, got {got}; {_fix(value, shape, path)}")
         return
     if shape.choices and isinstance(value, str) and value not in shape.choices:
         # task and role: say which ones exist
@@ -298,7 +415,9 @@ def _check(value: object, shape: Shape, path: list[str | int], out: list[str]) -
     if isinstance(value, dict):
         for key in shape.required:
             if key not in value:
-                out.append(f"{json_path([*path, key])}: missing")
+                sub = shape.fields.get(key)
+                hint = f", e.g. {_example(sub, [key])}" if sub is not None else ""
+                out.append(f"{json_path([*path, key])}: missing; add it{hint}")
         for key, child in value.items():
             sub = shape.fields.get(key)
             if sub is None:

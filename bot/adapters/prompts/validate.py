@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 
 from bot.adapters.prompts.errors import SpecError, short
-from bot.adapters.prompts.references import parse_reference
+from bot.adapters.prompts.references import ResolvedImage, parse_reference
 from bot.adapters.prompts.spec import (
     BOT_ONLY_KEYS,
     Spec,
@@ -18,12 +18,14 @@ from bot.adapters.prompts.spec import (
 )
 from bot.config import (
     BASE_ASPECTS,
+    CAPABILITIES,
     EXTRA_ASPECTS,
     SIZE_PIXELS,
     SIZES_ORDER,
     ModelCapability,
     UnknownModelError,
     capability,
+    output_dimensions,
 )
 
 MAX_SPEC_BYTES = 32 * 1024
@@ -83,11 +85,25 @@ def nearest_aspect(width: float, height: float, aspects: Sequence[str]) -> str:
     return min(aspects, key=lambda a: abs(math.log(_ratio(a)) - target))
 
 
-def size_covering(longer_side: int, sizes: Sequence[str]) -> tuple[str, bool]:
-    """Smallest size whose pixels cover the longer side; (largest, False) if none does."""
+def size_covering(
+    model: str,
+    aspect: str,
+    sizes: Sequence[str],
+    *,
+    width: int | None = None,
+    height: int | None = None,
+) -> tuple[str, bool]:
+    """The smallest size whose real output (OUTPUT_DIMENSIONS) covers the request at this
+    aspect: the longer side when both width and height are given, else the one that is.
+    (largest, False) when none does."""
     ordered = [s for s in SIZES_ORDER if s in sizes]
     for name in ordered:
-        if SIZE_PIXELS[name] >= longer_side:
+        out_w, out_h = output_dimensions(model, aspect, name)
+        if width and height:
+            covered = max(out_w, out_h) >= max(width, height)
+        else:
+            covered = out_w >= (width or 0) and out_h >= (height or 0)
+        if covered:
             return name, True
     return ordered[-1], False
 
@@ -142,16 +158,11 @@ def _input_problems(spec: Spec, cap: ModelCapability) -> list[str]:
         )
     anchors = sum(1 for item in spec.inputs if item.role == "identity_anchor")
     if anchors > cap.max_identity_anchors:
-        if cap.max_identity_anchors == 0:
-            problems.append(
-                f"{cap.name} does not keep identities: drop the identity anchors, use role "
-                '"reference", or choose another model'
-            )
-        else:
-            problems.append(
-                f"{anchors} identity anchors, but {cap.name} keeps at most "
-                f"{cap.max_identity_anchors}; use fewer anchors"
-            )
+        problems.append(
+            f"{anchors} identity anchors, but {cap.name} keeps at most "
+            f"{cap.max_identity_anchors}; use fewer anchors"
+        )
+    problems.extend(reference_kind_problems(spec, cap, None))
     if spec.task == "edit_image" and count == 0:
         problems.append(
             "edit_image needs the image to edit: attach it, or add "
@@ -160,6 +171,115 @@ def _input_problems(spec: Spec, cap: ModelCapability) -> list[str]:
     if spec.task == "blend_images" and count < 2:
         problems.append(f"blend_images needs at least 2 input images (got {count})")
     return problems
+
+
+# ---- reference images by kind ----------------------------------------------------------------
+#
+# Gemini keeps only so many references faithful per kind (the capability table, from
+# platform-facts.md): high-fidelity objects, characters (people, faces), style references.
+# How an input counts:
+#   role "style", or a saved anchor of kind "style" whatever its role        -> style
+#   role "identity_anchor", anchor kind "object" or "product"                 -> object
+#   role "identity_anchor", anchor kind "face" or "character"                 -> character
+#   role "identity_anchor" with no kind (an attachment, the chain's image)    -> character
+#       (what people anchor without saying so is nearly always a person; an object is
+#       counted as one once saved with /anchor save kind:object or kind:product)
+#   role "reference" or "edit_target" (not a style anchor)                    -> the total only
+# A saved anchor's kind is only known once it is looked up: validate() checks what the spec
+# itself says (roles, attachments), check_references() the rest once the images are resolved.
+
+REFERENCE_KINDS: tuple[str, ...] = ("object", "character", "style")
+# how messages name each kind: (n of them, none of them)
+_KIND_WORDS: dict[str, tuple[str, str]] = {
+    "object": ("identity anchors are objects or products", "identities of objects"),
+    "character": ("identity anchors are characters or faces", "identities of characters or faces"),
+    "style": ("style references", "style references"),
+}
+
+
+def reference_kind(role: str, anchor_kind: str | None) -> str | None:
+    """'object', 'character', 'style', or None for inputs that count only towards the total."""
+    kind = (anchor_kind or "").strip().lower()
+    if role == "style" or kind == "style":
+        return "style"
+    if role != "identity_anchor":
+        return None
+    return "object" if kind in ("object", "product") else "character"
+
+
+def _kind_limit(cap: ModelCapability, kind: str) -> int | None:
+    return {"object": cap.max_objects, "character": cap.max_characters, "style": cap.max_styles}[
+        kind
+    ]
+
+
+def _paths(indexes: Sequence[int]) -> str:
+    shown = ", ".join(f"inputs[{i}]" for i in indexes[:6])
+    return shown + (", …" if len(indexes) > 6 else "")
+
+
+def _roomier_model(cap: ModelCapability, kind: str) -> str:
+    """', or choose Nano Banana 2 (up to 10)' when another model keeps more of this kind."""
+    mine = _kind_limit(cap, kind) or 0
+    roomier = [
+        (limit, other.name)
+        for other in CAPABILITIES.values()
+        if other.id != cap.id and (limit := _kind_limit(other, kind)) is not None and limit > mine
+    ]
+    if not roomier:
+        return ""
+    limit, name = max(roomier, key=lambda pair: pair[0])  # the first of the roomiest
+    return f", or choose {name} (up to {limit})"
+
+
+def reference_kind_problems(
+    spec: Spec, cap: ModelCapability, anchor_kinds: Sequence[str | None] | None
+) -> list[str]:
+    """Inputs over the model's per-kind limits. `anchor_kinds` (one per input, None where it
+    has none) once resolved; None before, when saved anchors are not counted yet."""
+    by_kind: dict[str, list[int]] = {kind: [] for kind in REFERENCE_KINDS}
+    for i, item in enumerate(spec.inputs):
+        if anchor_kinds is None:
+            if item.role != "style" and _is_anchor(item.data):
+                continue  # its kind is known once the anchor is looked up
+            kind = reference_kind(item.role, None)
+        else:
+            kind = reference_kind(item.role, anchor_kinds[i] if i < len(anchor_kinds) else None)
+        if kind is not None:
+            by_kind[kind].append(i)
+    problems: list[str] = []
+    for kind, indexes in by_kind.items():
+        limit = _kind_limit(cap, kind)
+        if limit is None or len(indexes) <= limit:
+            continue
+        some, none = _KIND_WORDS[kind]
+        if limit == 0:
+            problems.append(
+                f"{cap.name} does not keep {none} ({_paths(indexes)}): give them role "
+                f'"reference"{_roomier_model(cap, kind)}'
+            )
+        else:
+            problems.append(
+                f"{len(indexes)} {some} ({_paths(indexes)}), but {cap.name} keeps at most "
+                f"{limit} consistent; use fewer{_roomier_model(cap, kind)}"
+            )
+    return problems
+
+
+def _is_anchor(data: str) -> bool:
+    try:
+        return parse_reference(data).kind == "anchor"
+    except SpecError:
+        return False
+
+
+def check_references(spec: Spec, model: str, images: Sequence[ResolvedImage]) -> None:
+    """Once the inputs are resolved (saved anchors' kinds known), before the call: the
+    per-kind reference limits. SpecError with every problem."""
+    cap = model_capability(model)
+    problems = reference_kind_problems(spec, cap, [image.anchor_kind for image in images])
+    if problems:
+        raise SpecError(problems)
 
 
 def _output_problems(spec: Spec, cap: ModelCapability) -> list[str]:

@@ -109,7 +109,9 @@ def test_compile_prints_rest_body(capsys: pytest.CaptureFixture[str], tmp_path: 
         ["prompt", "compile", str(spec), "--model", "flash", "--image", str(a), "--image", str(b)]
     )
     assert code == 0
-    body = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    body = json.loads(captured.out)
+    assert captured.err.splitlines() == [f"{spec}: output: 1200×896 px (4:3, 1K) from Nano Banana 2"]
     parts = body["contents"][0]["parts"]
     assert [p.get("text") for p in parts[1::2]] == [
         "Image 1: reference image (attachment 1: a.png)",
@@ -120,6 +122,22 @@ def test_compile_prints_rest_body(capsys: pytest.CaptureFixture[str], tmp_path: 
         "data": f"<{a.stat().st_size} bytes image/png>",
     }
     assert body["generationConfig"]["imageConfig"] == {"aspectRatio": "4:3", "imageSize": "1K"}
+
+
+def test_compile_shows_the_real_output_dimensions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    spec = tmp_path / "poster.json"
+    spec.write_text(json.dumps({"subject": "a poster", "output_format": {"width": 800, "height": 1200}}))
+    assert main(["prompt", "compile", str(spec), "--model", "pro"]) == 0
+    captured = capsys.readouterr()
+    assert f"{spec}: output: 848×1264 px (2:3, 1K) from Nano Banana Pro" in captured.err
+    assert json.loads(captured.out)["generationConfig"]["imageConfig"] == {
+        "aspectRatio": "2:3",
+        "imageSize": "1K",
+    }
+    assert main(["prompt", "compile", str(spec), "--model", "legacy"]) == 0
+    assert "output: 832×1248 px (2:3, 1K) from Nano Banana (legacy)" in capsys.readouterr().err
 
 
 def test_compile_with_images_embeds_base64(

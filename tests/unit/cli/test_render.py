@@ -80,6 +80,8 @@ async def test_render_writes_image_and_record(
     assert record["model"] == "gemini-3-pro-image"
     assert record["model_version"] == "gemini-3-pro-image"
     assert (record["size"], record["aspect"]) == ("1K", "16:9")
+    # the planned size is what the (fake) model really made: Google's 1K 16:9 is 1376×768
+    assert record["output_dimensions"] == [1376, 768] == list(Image.open(io.BytesIO(data)).size)
     assert record["usage"]["prompt_tokens"] > 0
     assert record["usage"]["output_tokens"] > 0
     assert record["cost"] == estimate_cost(

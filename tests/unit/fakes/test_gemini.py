@@ -13,7 +13,7 @@ from google.genai import types
 from PIL import Image
 
 from bot.adapters.gemini import GeminiClient, Generation
-from bot.config import CAPABILITIES
+from bot.config import CAPABILITIES, OUTPUT_DIMENSIONS
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import (
     THOUGHT_MARK,
@@ -59,16 +59,18 @@ def body(**image_config: Any) -> dict[str, Any]:
 
 
 def test_output_dims() -> None:
+    """Exactly the bot's table of Google's published sizes (bot.config.OUTPUT_DIMENSIONS)."""
     assert output_dims("1K", "1:1") == (1024, 1024)
     assert output_dims("4K", "1:1") == (4096, 4096)
     assert output_dims("512", "1:1") == (512, 512)
-    for size, side in (("512", 512), ("1K", 1024), ("2K", 2048), ("4K", 4096)):
-        for aspect in CAPABILITIES["gemini-3.1-flash-image"].aspect_ratios:
-            width, height = output_dims(size, aspect)
-            a, b = (int(x) for x in aspect.split(":"))
-            assert width % 16 == 0 and height % 16 == 0
-            assert abs(width * height / side**2 - 1) < 0.06, (size, aspect)
-            assert abs((width / height) / (a / b) - 1) < 0.07, (size, aspect)
+    assert output_dims("1K", "2:3") == (848, 1264)
+    assert output_dims("1K", "16:9", "gemini-2.5-flash-image") == (1344, 768)
+    for model, cap in CAPABILITIES.items():
+        for aspect in cap.aspect_ratios:
+            for size in cap.sizes:
+                width, height = output_dims(size, aspect, model)
+                assert (width, height) == OUTPUT_DIMENSIONS[model][aspect][size]
+                assert width % 8 == 0 and height % 8 == 0
 
 
 def test_marks_survive_reencoding_and_downscaling() -> None:

@@ -13,8 +13,16 @@ import pytest_asyncio
 from google.genai import types
 from PIL import Image
 
-from bot.adapters.gemini import Failure, FailureKind, GeminiClient, Generation, interpret
-from bot.config import ConfigError, Settings, estimate_cost
+from bot.adapters.gemini import (
+    Failure,
+    FailureKind,
+    GeminiClient,
+    Generation,
+    finish_messages_of,
+    interpret,
+    restore_finish_messages,
+)
+from bot.config import ConfigError, Settings, estimate_cost, output_dimensions
 from tests.fakes import gemini_fixtures
 from tests.fakes.gemini import THOUGHT_MARK, FakeGemini, fake_mark_of
 from tests.fakes.gemini_fixtures import gemini_settings
@@ -111,6 +119,30 @@ async def test_success_returns_final_image_text_content_usage_and_cost(
     assert req.spec == {"task": "generate_image", "subject": "a red bicycle"}
 
 
+@pytest.mark.parametrize(
+    ("model", "aspect", "size", "dims"),
+    [
+        ("gemini-3-pro-image", "2:3", "1K", (848, 1264)),
+        ("gemini-3-pro-image", "21:9", "2K", (3168, 1344)),
+        ("gemini-3.1-flash-image", "1:8", "512", (192, 1536)),
+        ("gemini-3.1-flash-image", "4:1", "1K", (2048, 512)),
+        ("gemini-2.5-flash-image", "16:9", "1K", (1344, 768)),
+    ],
+)
+async def test_images_have_the_documented_size_for_model_aspect_and_size(
+    fake_gemini: FakeGemini,
+    make_client: ClientFactory,
+    model: str,
+    aspect: str,
+    size: str,
+    dims: tuple[int, int],
+) -> None:
+    result = await generate(make_client(), model=model, aspect=aspect, size=size)
+    assert isinstance(result, Generation), result
+    assert Image.open(io.BytesIO(result.images[0].data)).size == dims
+    assert dims == output_dimensions(model, aspect, size)  # the table the bot plans with
+
+
 async def test_alias_is_resolved_and_caller_config_untouched(
     fake_gemini: FakeGemini, make_client: ClientFactory
 ) -> None:
@@ -158,7 +190,7 @@ async def test_prompt_blocked(fake_gemini: FakeGemini, make_client: ClientFactor
     assert len(fake_gemini.requests) == 1
 
 
-async def test_output_blocked_carries_finish_reason(
+async def test_output_blocked_carries_finish_reason_and_googles_message(
     fake_gemini: FakeGemini, make_client: ClientFactory
 ) -> None:
     fake_gemini.fail_next("image_safety", message="The image was filtered out.")
@@ -166,11 +198,68 @@ async def test_output_blocked_carries_finish_reason(
     assert isinstance(result, Failure)
     assert result.kind is FailureKind.OUTPUT_BLOCKED
     assert result.reason == "IMAGE_SAFETY"
-    assert "IMAGE_SAFETY" in result.message
     assert not result.retryable
-    # google-genai 3.6 drops `finishMessage` when converting Gemini Developer API responses,
-    # so the message only reaches us where the SDK keeps it (see the interpret() test below).
+    # google-genai 3.x drops `finishMessage` when it parses the answer; the client reads it
+    # from the raw answer and shows it.
+    assert result.detail == "The image was filtered out."
+    assert result.message == (
+        "Google blocked the generated image (IMAGE_SAFETY). "
+        "Google says: “The image was filtered out.”"
+    )
     assert fake_gemini.requests[0].status == 200
+
+
+async def test_googles_default_block_message_reaches_the_user(
+    fake_gemini: FakeGemini, make_client: ClientFactory
+) -> None:
+    fake_gemini.fail_next("image_safety", finish_reason="IMAGE_PROHIBITED_CONTENT")
+    result = await generate(make_client())
+    assert isinstance(result, Failure)
+    assert "(IMAGE_PROHIBITED_CONTENT)" in result.message
+    assert "Prohibited Use policy" in result.message  # the fake's copy of Google's wording
+    assert "You will not be charged" in result.message
+
+
+async def test_concurrent_blocked_calls_keep_their_own_messages(
+    fake_gemini: FakeGemini, make_client: ClientFactory
+) -> None:
+    client = make_client()
+    fake_gemini.latency = 0.2  # both calls in flight at once
+    fake_gemini.fail_next("image_safety", message="first message")
+    fake_gemini.fail_next("image_safety", message="second message")
+    first, second = await asyncio.gather(generate(client), generate(client))
+    assert isinstance(first, Failure) and isinstance(second, Failure)
+    assert {first.detail, second.detail} == {"first message", "second message"}
+    assert fake_gemini.max_in_flight == 2
+    # and a later success carries nothing over
+    fake_gemini.latency = 0.0
+    fake_gemini.fail_next("image_safety", message=None)
+    third = await generate(client)
+    assert isinstance(third, Failure) and third.detail is None
+    assert third.message.endswith("(IMAGE_SAFETY). Try a different prompt.")
+
+
+async def test_no_image_finish_message_is_shown_too(
+    fake_gemini: FakeGemini, make_client: ClientFactory
+) -> None:
+    fake_gemini.fail_next("image_safety", finish_reason="NO_IMAGE", message="No image made.")
+    result = await generate(make_client())
+    assert isinstance(result, Failure)
+    assert result.kind is FailureKind.NO_IMAGE
+    assert result.message == "The model returned no image (NO_IMAGE): “No image made.”"
+
+
+def test_finish_messages_of_raw_bodies() -> None:
+    body = '{"candidates": [{"finishReason": "IMAGE_SAFETY", "finishMessage": "no"}, {}]}'
+    assert finish_messages_of(body) == ["no", None]
+    assert finish_messages_of(body.encode()) == ["no", None]
+    assert finish_messages_of('{"candidates": [{"finish_message": "snake"}]}') == ["snake"]
+    assert finish_messages_of('{"candidates": [{"finishReason": "STOP"}]}') == []
+    assert finish_messages_of("not json finishMessage") == []
+    assert finish_messages_of(None) == []
+    assert finish_messages_of('{"finishMessage": "x", "candidates": 3}') == []
+    huge = '{"candidates": [{"finishMessage": "x", "pad": "' + "a" * 2_000_000 + '"}]}'
+    assert finish_messages_of(huge) == []  # an image answer: not worth parsing twice
 
 
 def test_output_blocked_quotes_finish_message_when_the_sdk_keeps_it() -> None:
@@ -187,6 +276,14 @@ def test_output_blocked_quotes_finish_message_when_the_sdk_keeps_it() -> None:
     assert result.kind is FailureKind.OUTPUT_BLOCKED
     assert result.detail == "The image was filtered out."
     assert "filtered out" in result.message
+
+
+def test_the_sdks_own_finish_message_wins() -> None:
+    response = types.GenerateContentResponse(
+        candidates=[types.Candidate(finish_message="from the SDK"), types.Candidate()]
+    )
+    restore_finish_messages(response, ["raw", "raw two", "extra"])
+    assert [c.finish_message for c in response.candidates or []] == ["from the SDK", "raw two"]
 
 
 async def test_other_image_finish_reasons_are_output_blocked(

@@ -109,8 +109,58 @@ def test_width_beyond_largest_size_warns() -> None:
     prepared = prepare({"subject": "x", "width": 8000, "height": 8000}, None, PRO)
     assert prepared.size == "4K"
     assert prepared.warnings == [
-        "8000 px is more than Nano Banana Pro makes; using 4K, its largest size"
+        "8000×8000 is more than Nano Banana Pro makes at 1:1; using 4K, its largest size "
+        "(4096×4096)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("model", "width", "height", "aspect", "size", "dims"),
+    [
+        # the contract's case: 2:3 at 1K is really 848×1264, which covers 1200
+        ("pro", 800, 1200, "2:3", "1K", (848, 1264)),
+        ("pro", 848, 1264, "2:3", "1K", (848, 1264)),
+        ("pro", 849, 1265, "2:3", "2K", (1696, 2528)),  # one pixel more: the next size
+        ("pro", 1200, 800, "3:2", "1K", (1264, 848)),
+        ("pro", 1376, 768, "16:9", "1K", (1376, 768)),
+        ("pro", 1400, 788, "16:9", "2K", (2752, 1536)),
+        ("pro", 1024, 1024, "1:1", "1K", (1024, 1024)),
+        ("pro", 1025, 1025, "1:1", "2K", (2048, 2048)),
+        ("pro", 3000, 4000, "3:4", "4K", (3584, 4800)),  # 2K's 2400 is short of 4000
+        ("flash", 400, 600, "2:3", "512", (424, 632)),
+        ("flash", 425, 633, "2:3", "1K", (848, 1264)),
+        ("flash", 300, 2400, "1:8", "1K", (384, 3072)),  # 1:8's 1K is 3072 tall
+        ("flash", 1000, 250, "4:1", "512", (1024, 256)),
+        ("lite", 1000, 1500, "2:3", "1K", (848, 1264)),
+        ("legacy", 800, 1200, "2:3", "1K", (832, 1248)),
+    ],
+)
+def test_width_height_choose_the_smallest_size_whose_real_output_covers_them(
+    model: str, width: int, height: int, aspect: str, size: str, dims: tuple[int, int]
+) -> None:
+    defaults = Defaults(model=model, size="1K", aspect="1:1")
+    spec = {"subject": "x", "output_format": {"width": width, "height": height}}
+    prepared = prepare(spec, None, defaults)
+    assert (prepared.aspect, prepared.size, prepared.dimensions) == (aspect, size, dims)
+
+
+def test_one_side_alone_is_covered_at_the_chosen_aspect() -> None:
+    # 9:16 from the command, width 1000 from the JSON: 1K is 768 wide, 2K 1536
+    prepared = prepare({"subject": "x", "width": 1000}, RequestOptions(aspect="9:16"), PRO)
+    assert (prepared.aspect, prepared.size, prepared.dimensions) == ("9:16", "2K", (1536, 2752))
+    tall = prepare({"subject": "x", "height": 1300}, RequestOptions(aspect="9:16"), PRO)
+    assert (tall.size, tall.dimensions) == ("1K", (768, 1376))
+    # an explicit aspect in the JSON decides too: 1:1 needs 2K to cover 1920
+    square = prepare({"subject": "x", "width": 1920, "height": 1080, "aspect_ratio": "1:1"}, None, PRO)
+    assert (square.aspect, square.size) == ("1:1", "2K")
+
+
+def test_an_explicit_resolution_or_size_option_beats_width_height() -> None:
+    spec = {"subject": "x", "output_format": {"width": 800, "height": 1200, "resolution": "4K"}}
+    assert prepare(spec, None, PRO).size == "4K"
+    spec = {"subject": "x", "output_format": {"width": 800, "height": 1200}}
+    prepared = prepare(spec, RequestOptions(size="2K"), PRO)
+    assert (prepared.size, prepared.overrides) == ("2K", [])
 
 
 def test_explicit_aspect_beats_width_height() -> None:
@@ -150,8 +200,10 @@ def test_plain_text_and_json_problems_collected_with_option_problems() -> None:
     with pytest.raises(SpecError) as info:
         prepare({"subject": True, "camera": []}, RequestOptions(aspect="3:1"), PRO)
     assert info.value.problems == [
-        "subject: expected text or object (got true/false)",
-        "camera: expected text or object (got a list)",
+        'subject: expected a string or an object, got a boolean (true); '
+        'e.g. "subject": "a red kite over the sea"',
+        'camera: expected a string or an object, got a list ([]); '
+        'e.g. "camera": {"angle": "low", "lens": "35mm"}',
         "aspect: aspect ratio 3:1 is not available on Nano Banana Pro (nearest: 21:9); "
         "it has 1:1, 2:3, 3:2, 3:4, 4:3, 4:5, 5:4, 9:16, 16:9, 21:9",
     ]

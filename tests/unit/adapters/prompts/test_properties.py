@@ -141,7 +141,16 @@ inputs = st.lists(
         },
     ),
     max_size=8,
-).filter(lambda items: sum(i.get("role") == "identity_anchor" for i in items) <= 6)
+).filter(
+    # within Nano Banana Pro's limits: 6 identity anchors, 5 characters (an identity anchor
+    # that is not a saved anchor counts as one), 3 style references
+    lambda items: sum(i.get("role") == "identity_anchor" for i in items) <= 6
+    and sum(
+        i.get("role") == "identity_anchor" and not i["data"].startswith("anchor:") for i in items
+    )
+    <= 5
+    and sum(i.get("role") == "style" for i in items) <= 3
+)
 
 
 @st.composite
@@ -153,9 +162,11 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     if len(items) >= 2:
         tasks.append("blend_images")
     spec: dict[str, Any] = {"task": draw(st.sampled_from(tasks)), "subject": draw(text_or_object)}
-    for key in ("style", "environment", "camera", "lighting", "layout"):
+    for key in ("style", "environment", "camera", "lighting"):
         if draw(st.booleans()):
             spec[key] = draw(text_or_object)
+    if draw(st.booleans()):
+        spec["layout"] = draw(st.dictionaries(st.sampled_from(["grid", "panel"]), words))
     if draw(st.booleans()):
         spec["props"] = draw(
             st.lists(st.fixed_dictionaries({"item": words, "position": words}), max_size=3)
