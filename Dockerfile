@@ -3,6 +3,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     DATABASE_PATH=/data/bot.db TEMPLATES_DIR=/app/templates
 
+# Fonts for contact-sheet labels in Latin and CJK scripts (the slim image has none).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-noto-cjk \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 bot && mkdir /data && chown bot /data
 WORKDIR /app
 

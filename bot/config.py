@@ -1,7 +1,7 @@
 """Configuration: one pydantic-settings `Settings`, plus the model capability and price tables.
 
-Every figure about Google's models lives here (see shared/design/platform-facts.md) so that a
-price change or a new model is a one-line edit, not a hunt through the code.
+Every figure about Google's models lives here (from Google's published model, price and
+output-size pages) so that a price change or a new model is a one-line edit, not a hunt through the code.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ModelCapability:
     sizes: tuple[str, ...]
     aspect_ratios: tuple[str, ...]
     max_input_images: int
-    # References the model keeps faithful, per kind (platform-facts.md): high-fidelity
+    # References the model keeps faithful, per kind (Google's model pages): high-fidelity
     # objects, characters (people, faces) and style references; None: no limit of its own
     # (only max_input_images). How inputs map to kinds: bot.adapters.prompts.validate.
     max_objects: int | None
@@ -287,7 +287,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    # product.md §8
+    # The documented environment variables (README, Configuration)
     discord_token: SecretStr | None = None
     gemini_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.adapters import imaging
-from bot.adapters.prompts import Reference, ResolvedImage, Spec, SpecError, parse_reference
+from bot.adapters.prompts import (
+    Reference,
+    ResolvedImage,
+    Spec,
+    SpecError,
+    check_references,
+    parse_reference,
+)
 from bot.adapters.prompts.references import ROLE_LABELS
 from bot.core.submission import InputImage
 from bot.errors import UserError
@@ -168,7 +175,9 @@ class RequestResolver:
             anchor.image_sha,
         )
 
-    async def resolve_all(self, spec: Spec) -> list[InputImage]:
+    async def resolve_all(self, spec: Spec, *, model: str | None = None) -> list[InputImage]:
+        """Every input of the spec, in order; SpecError with every problem. With `model`,
+        also the per-kind reference limits, which need the saved anchors' kinds."""
         out: list[InputImage] = []
         problems: list[str] = []
         for item in spec.inputs:
@@ -179,4 +188,6 @@ class RequestResolver:
                 problems.extend(exc.problems)
         if problems:
             raise SpecError(problems)
+        if model is not None:
+            check_references(spec, model, [item.image for item in out])
         return out

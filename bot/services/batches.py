@@ -158,7 +158,9 @@ class BatchRun:
         items = []
         for variant in self.variants:
             assert variant.prepared is not None
-            inputs = await resolver.resolve_all(variant.prepared.spec)
+            inputs = await resolver.resolve_all(
+                variant.prepared.spec, model=variant.prepared.model
+            )
             sub = Submission.build(
                 requester,
                 kind="batch",

@@ -283,7 +283,7 @@ class Chains:
             chain_image=(parent.output_image or "", parent.step),
         )
         try:
-            resolved: list[InputImage] = await resolver.resolve_all(prepared.spec)
+            resolved: list[InputImage] = await resolver.resolve_all(prepared.spec, model=prepared.model)
         except SpecError as exc:
             raise UserError(str(exc)) from None
         await precheck(

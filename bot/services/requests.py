@@ -131,7 +131,7 @@ class RequestService:
         requester = requester_of(interaction)
         resolver = RequestResolver(self.store, user_id=requester.user_id, uploads=uploads)
         try:
-            inputs: list[InputImage] = await resolver.resolve_all(prepared.spec)
+            inputs: list[InputImage] = await resolver.resolve_all(prepared.spec, model=prepared.model)
         except SpecError as exc:
             raise PromptProblem(exc) from None
         await self.precheck(requester, [prepared])

@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bot.config import TOKENS_PER_INPUT_IMAGE, Settings
 from tests.bench.stats import check, median, summary
 from tests.bench.world import World, world
-from bot.config import TOKENS_PER_INPUT_IMAGE, Settings
 from tests.fakes.discord_driver import FakeInteraction, FakeUser
 
 MIB = 1024 * 1024

@@ -263,7 +263,8 @@ async def test_model_limits_are_checked_before_any_call(bot_harness: BotHarness)
     alice = fake.user("alice")
     names = [f"a{i}" for i in range(1, 8)]
     for i, name in enumerate(names):
-        await save(h, alice, name, (30 * i, 100, 200 - 20 * i))
+        kind = {"kind": "product"} if name == "a6" else {}  # five faces and a product
+        await save(h, alice, name, (30 * i, 100, 200 - 20 * i), **kind)
 
     # autocomplete continues a comma-separated list with the names not yet in it
     choices = await alice.autocomplete("imagine", "anchors", "a3, a", prompt="x")
@@ -271,8 +272,10 @@ async def test_model_limits_are_checked_before_any_call(bot_harness: BotHarness)
 
     await alice.slash("imagine", prompt="a team photo", anchors=",".join(names))
     await private_reply(fake, alice, "7 identity anchors, but Nano Banana Pro keeps at most 6")
+    await alice.slash("imagine", prompt="a team photo", anchors="a1,a2,a3,a4,a5,a7")
+    await private_reply(fake, alice, "6 identity anchors are characters or faces")
     await alice.slash("imagine", prompt="a team photo", anchors=",".join(names[:5]), model="flash")
-    await private_reply(fake, alice, "5 identity anchors, but Nano Banana 2 keeps at most 4")
+    await private_reply(fake, alice, "5 identity anchors are characters or faces")
     await alice.slash("imagine", prompt="a team photo", anchors="a1", model="lite")
     await private_reply(fake, alice, "Nano Banana 2 Lite does not keep identities")
     many = [{"type": "image", "data": f"anchor:{n}", "role": "reference"} for n in names] * 2
@@ -281,12 +284,13 @@ async def test_model_limits_are_checked_before_any_call(bot_harness: BotHarness)
     await private_reply(fake, alice, "15 input images, but Nano Banana Pro takes at most 14")
     assert gemini.requests == []
 
-    # six is fine: six labelled anchors, six consistency rules
+    # six is fine (five faces and a product): six labelled anchors, six consistency rules
     await alice.slash("imagine", prompt="a team photo", anchors=",".join(names[:6]))
     await result(fake)
     request = gemini.requests[-1]
     assert list(labelled_images(request)) == [
-        f"Image {i}: identity anchor 'a{i}' (face)" for i in range(1, 7)
+        f"Image {i}: identity anchor 'a{i}' ({'product' if i == 6 else 'face'})"
+        for i in range(1, 7)
     ]
     assert request.spec is not None and len(request.spec["consistency_rules"]) == 6
 

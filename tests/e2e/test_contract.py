@@ -1,4 +1,4 @@
-"""product.md §1 through the real bot: strictly typed known keys refused before any Gemini
+"""The JSON prompt contract through the real bot: strictly typed known keys refused before any Gemini
 call, width/height at their real output size, Google's block message shown, labels in any
 script on the anchors' contact sheet."""
 

@@ -53,7 +53,7 @@ from bot.config import CAPABILITIES, OUTPUT_DIMENSIONS, PRICES, ModelCapability
 DEFAULT_API_KEY = "fake-gemini-key-not-a-secret"
 MARK_KEY = "fake-gemini-mark"
 THOUGHT_MARK = "thought"
-MAX_REQUEST_BYTES = 20 * 1024 * 1024  # the "safe" inline request limit from platform-facts
+MAX_REQUEST_BYTES = 20 * 1024 * 1024  # the "safe" inline request size Google advises
 
 FAULT_KINDS = frozenset(
     {

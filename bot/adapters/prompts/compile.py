@@ -17,7 +17,7 @@ from bot.config import TOKENS_PER_INPUT_IMAGE, capability
 RESPONSE_MODALITIES = ["TEXT", "IMAGE"]
 RULES_KEY = "consistency_rules"
 
-# What "keep this identity" means for each anchor kind (product.md §5).
+# What "keep this identity" means for each anchor kind.
 _RULES: dict[str, str] = {
     "face": "keep facial features identical to image {n}",
     "character": "keep facial features, hairstyle and outfit identical to image {n}",

@@ -115,7 +115,7 @@ class Spec(_Open):
 # Structural check
 # --------------------------------------------------------------------------------------------
 #
-# The types of the keys product.md §1 names, and why (community Nano Banana specs, the seed
+# The types of the keys the JSON prompt contract (README, JSON prompts) names, and why (community Nano Banana specs, the seed
 # examples under tests/unit/adapters/prompts/data, templates/*.json and the README):
 #
 # - subject, style, environment, camera, lighting: a string or an object. The contract shows

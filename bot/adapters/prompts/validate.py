@@ -175,8 +175,8 @@ def _input_problems(spec: Spec, cap: ModelCapability) -> list[str]:
 
 # ---- reference images by kind ----------------------------------------------------------------
 #
-# Gemini keeps only so many references faithful per kind (the capability table, from
-# platform-facts.md): high-fidelity objects, characters (people, faces), style references.
+# Gemini keeps only so many references faithful per kind (the capability table in
+# bot.config): high-fidelity objects, characters (people, faces), style references.
 # How an input counts:
 #   role "style", or a saved anchor of kind "style" whatever its role        -> style
 #   role "identity_anchor", anchor kind "object" or "product"                 -> object

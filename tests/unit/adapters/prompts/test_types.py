@@ -1,4 +1,4 @@
-"""Every key product.md §1 names has its type, checked before any model call, with the JSON
+"""Every key the JSON prompt contract names has its type, checked before any model call, with the JSON
 path, what was wrong and how to fix it; the same message in the bot's prepare() and in
 `python -m bot prompt validate`. Strings stay valid where community specs use them."""
 
