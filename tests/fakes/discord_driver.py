@@ -207,7 +207,7 @@ class FakeUser:
         self.fake._mark_action(
             f"{self.name} says in #{ch.name}: {text[:60]!r}" + _files_note(files)
         )
-        return await self.fake._user_message(self.record, ch, text, _file_tuples(files))
+        return await self.fake.actions.user_message(self.record, ch, text, _file_tuples(files))
 
     async def reply(
         self,
@@ -225,7 +225,7 @@ class FakeUser:
         self.fake._mark_action(
             f"{self.name} replies to {target.id}: {text[:60]!r}" + _files_note(files)
         )
-        return await self.fake._user_message(
+        return await self.fake.actions.user_message(
             self.record, ch, text, _file_tuples(files), reference=target, mention_author=mention
         )
 
@@ -795,7 +795,7 @@ class FakeUser:
             parent_id=parent.id if parent is not None else None,
         )
         fake._mark_action(describe)
-        fake._start_interaction(record)
+        fake.actions.start_interaction(record)
         return FakeInteraction(fake, record)
 
 

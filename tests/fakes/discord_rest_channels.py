@@ -1,0 +1,177 @@
+"""REST handlers: channels and their messages (get/edit a channel, list/create/get/edit/delete
+messages, replies, the bot's own reactions, typing)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tests.fakes.discord_gateway import I_GUILD_MESSAGE_REACTIONS, I_GUILDS
+from tests.fakes.discord_http import CHANNEL, MESSAGE, Req, RouteSpec
+from tests.fakes.discord_limits import (
+    check_thread_name,
+    form_error,
+    missing_permissions,
+    not_author,
+)
+from tests.fakes.discord_state import MT_DEFAULT, MT_REPLY, P_MANAGE_MESSAGES
+
+if TYPE_CHECKING:
+    from tests.fakes.discord_server import FakeDiscord
+
+
+class ChannelRoutes:
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+
+    def routes(self) -> list[RouteSpec]:
+        c, m = CHANNEL, MESSAGE
+        emoji = r"(?P<emoji>[^/]+)"
+        return [
+            ("GET", f"/channels/{c}", self.get_channel, True, None),
+            ("PATCH", f"/channels/{c}", self.edit_channel, True, None),
+            ("GET", f"/channels/{c}/messages", self.list_messages, True, None),
+            (
+                "POST",
+                f"/channels/{c}/messages",
+                self.create_message,
+                True,
+                "/channels/{channel_id}/messages",
+            ),
+            ("GET", f"/channels/{c}/messages/{m}", self.get_message, True, None),
+            (
+                "PATCH",
+                f"/channels/{c}/messages/{m}",
+                self.edit_message,
+                True,
+                "/channels/{channel_id}/messages/{message_id}",
+            ),
+            ("DELETE", f"/channels/{c}/messages/{m}", self.delete_message, True, None),
+            ("POST", f"/channels/{c}/typing", self.no_content, True, None),
+            ("PUT", f"/channels/{c}/messages/{m}/reactions/{emoji}/@me", self.react, True, None),
+            ("DELETE", f"/channels/{c}/messages/{m}/reactions/{emoji}/@me", self.react, True, None),
+        ]
+
+    async def get_channel(self, req: Req) -> tuple[int, Any]:
+        return 200, self.fake.builder.channel(req.params["channel_id"]).payload()
+
+    async def edit_channel(self, req: Req) -> tuple[int, Any]:
+        ch = self.fake.builder.channel(req.params["channel_id"])
+        if not ch.is_thread:
+            raise missing_permissions()
+        body = req.body
+        if "name" in body:
+            check_thread_name(body["name"])
+            ch.name = body["name"]
+        for key in ("archived", "locked"):
+            if key in body:
+                setattr(ch, key, bool(body[key]))
+        if "auto_archive_duration" in body:
+            ch.auto_archive_duration = int(body["auto_archive_duration"])
+        self.fake.gateway.dispatch("THREAD_UPDATE", ch.payload(), intent=I_GUILDS)
+        return 200, ch.payload()
+
+    async def list_messages(self, req: Req) -> tuple[int, Any]:
+        state = self.fake.state
+        ch = self.fake.builder.channel(req.params["channel_id"])
+        limit = max(1, min(100, int(req.query.get("limit", "50"))))
+        msgs = state.history(ch.id)
+        if "before" in req.query:
+            msgs = [m for m in msgs if m.id < int(req.query["before"])]
+        if "after" in req.query:
+            msgs = [m for m in msgs if m.id > int(req.query["after"])][:limit]
+        if "around" in req.query:
+            around = int(req.query["around"])
+            older = [m for m in msgs if m.id <= around][-(limit // 2 + 1) :]
+            newer = [m for m in msgs if m.id > around][: limit - len(older)]
+            msgs = older + newer
+        picked = msgs[-limit:]
+        return 200, [state.message_payload(m) for m in reversed(picked)]
+
+    async def create_message(self, req: Req) -> tuple[int, Any]:
+        fake = self.fake
+        ch = fake.builder.channel(req.params["channel_id"])
+        data = req.body
+        fields: dict[str, Any] = {}
+        msg_type = MT_DEFAULT
+        ref = data.get("message_reference")
+        if isinstance(ref, dict) and ref.get("message_id") is not None:
+            target = fake.state.messages.get(int(ref["message_id"]))
+            ok = target is not None and not target.deleted and target.visible_to is None
+            if (
+                ok
+                and target is not None
+                and target.channel_id != ch.id
+                and int(ref.get("type") or 0) == 0
+            ):
+                ok = False
+            if not ok:
+                if ref.get("fail_if_not_exists", True):
+                    raise form_error(
+                        ["message_reference"], "REPLIES_UNKNOWN_MESSAGE", "Unknown message"
+                    )
+            else:
+                assert target is not None
+                fields["message_reference"] = {
+                    "type": int(ref.get("type") or 0),
+                    "message_id": str(target.id),
+                    "channel_id": str(target.channel_id),
+                    "guild_id": str(fake.guild_id),
+                }
+                msg_type = MT_REPLY
+        msg = await fake.builder.new_message(
+            data, req.files, channel=ch, author=fake.bot_user, msg_type=msg_type, **fields
+        )
+        fake.events.message("MESSAGE_CREATE", msg)
+        fake._bot_message_event(msg)
+        return 200, fake.state.message_payload(msg)
+
+    async def get_message(self, req: Req) -> tuple[int, Any]:
+        msg = self.fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])
+        return 200, self.fake.state.message_payload(msg)
+
+    async def edit_message(self, req: Req) -> tuple[int, Any]:
+        fake = self.fake
+        msg = fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])
+        if msg.author.id != fake.bot_user.id:
+            raise not_author()
+        await fake.builder.edit_message(msg, req.body, req.files)
+        fake.events.message("MESSAGE_UPDATE", msg)
+        fake._bot_message_event(msg)
+        return 200, fake.state.message_payload(msg)
+
+    async def delete_message(self, req: Req) -> tuple[int, Any]:
+        fake = self.fake
+        msg = fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])
+        bot_id = fake.bot_user.id
+        if msg.author.id != bot_id and not fake.state.permissions(bot_id) & P_MANAGE_MESSAGES:
+            raise missing_permissions()
+        msg.deleted = True
+        fake.events.delete(msg)
+        fake._bot_message_event(msg)
+        return 204, None
+
+    async def react(self, req: Req) -> tuple[int, Any]:
+        fake = self.fake
+        msg = fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])
+        emoji = req.params["emoji"]
+        users = msg.reactions.setdefault(emoji, set())
+        adding = req.method == "PUT"
+        (users.add if adding else users.discard)(fake.bot_user.id)
+        event = {
+            "user_id": str(fake.bot_user.id),
+            "channel_id": str(msg.channel_id),
+            "message_id": str(msg.id),
+            "guild_id": str(fake.guild_id),
+            "emoji": {"id": None, "name": emoji},
+            "burst": False,
+            "type": 0,
+        }
+        if adding:
+            event["member"] = fake.state.member_payload(fake.bot_user.id)
+        name = "MESSAGE_REACTION_ADD" if adding else "MESSAGE_REACTION_REMOVE"
+        fake.gateway.dispatch(name, event, intent=I_GUILD_MESSAGE_REACTIONS)
+        return 204, None
+
+    async def no_content(self, req: Req) -> tuple[int, Any]:
+        self.fake.builder.channel(req.params["channel_id"])
+        return 204, None
