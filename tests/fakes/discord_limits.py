@@ -150,6 +150,19 @@ def wrong_channel_type() -> DiscordError:
     return DiscordError(400, 50024, "Cannot execute action on this channel type")
 
 
+def cannot_message_user(status: int = 403) -> DiscordError:
+    """A user whose DMs are closed (or a bot): 403 on a message; 400 opening a DM with oneself."""
+    return DiscordError(status, 50007, "Cannot send messages to this user")
+
+
+def invalid_recipients() -> DiscordError:
+    return DiscordError(400, 50033, "Invalid Recipient(s)")
+
+
+def dm_action() -> DiscordError:
+    return DiscordError(403, 50003, "Cannot execute action on a DM channel")
+
+
 def unauthorized() -> DiscordError:
     return DiscordError(401, 0, "401: Unauthorized")
 

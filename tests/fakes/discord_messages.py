@@ -165,14 +165,14 @@ class MessageBuilder:
         **fields: Any,
     ) -> MessageRecord:
         fake = self.fake
-        check_file_sizes((len(f.data) for f in files), fake.upload_limit)
+        check_file_sizes((len(f.data) for f in files), fake.upload_limit_in(channel))
         check_message(data, file_count=len(files), creating=True)
         attachments = await self.attachments_from(files, data.get("attachments"), channel.id)
         embeds, consumed = self.resolve_embeds(list(data.get("embeds") or []), attachments)
         msg = MessageRecord(
             id=fake.state.ids.next(),
             channel_id=channel.id,
-            guild_id=fake.guild_id,
+            guild_id=channel.guild_id,
             author=author,
             content=str(data.get("content") or ""),
             embeds=embeds,
@@ -198,7 +198,8 @@ class MessageBuilder:
         filling: bool = False,
     ) -> None:
         """Apply an edit with Discord's semantics (attachments list = what to keep)."""
-        check_file_sizes((len(f.data) for f in files), self.fake.upload_limit)
+        limit = self.fake.upload_limit_in(self.channel(msg.channel_id))
+        check_file_sizes((len(f.data) for f in files), limit)
         check_message(data, file_count=len(files), creating=False)
         new = await self.attachments_from(files, data.get("attachments"), msg.channel_id)
         if "attachments" in data and data["attachments"] is not None:

@@ -1,14 +1,22 @@
 """REST handlers: channels and their messages (get/edit a channel, list/create/get/edit/delete
-messages, replies, the bot's own reactions, typing)."""
+messages, replies, the bot's own reactions, typing), in guild channels, threads and DMs. In a DM
+the bot cannot post once the user closed their DMs (403 50007) and cannot delete the user's
+messages or edit the channel (403 50003)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.discord_gateway import I_GUILD_MESSAGE_REACTIONS, I_GUILDS
+from tests.fakes.discord_gateway import (
+    I_DIRECT_MESSAGE_REACTIONS,
+    I_GUILD_MESSAGE_REACTIONS,
+    I_GUILDS,
+)
 from tests.fakes.discord_http import CHANNEL, MESSAGE, Req, RouteSpec
 from tests.fakes.discord_limits import (
+    cannot_message_user,
     check_thread_name,
+    dm_action,
     form_error,
     missing_permissions,
     not_author,
@@ -56,6 +64,8 @@ class ChannelRoutes:
 
     async def edit_channel(self, req: Req) -> tuple[int, Any]:
         ch = self.fake.builder.channel(req.params["channel_id"])
+        if ch.is_dm:
+            raise dm_action()
         if not ch.is_thread:
             raise missing_permissions()
         body = req.body
@@ -90,6 +100,8 @@ class ChannelRoutes:
     async def create_message(self, req: Req) -> tuple[int, Any]:
         fake = self.fake
         ch = fake.builder.channel(req.params["channel_id"])
+        if ch.is_dm and not all(fake.state.accepts_dms(u) for u in ch.recipients):
+            raise cannot_message_user()
         data = req.body
         fields: dict[str, Any] = {}
         msg_type = MT_DEFAULT
@@ -111,12 +123,8 @@ class ChannelRoutes:
                     )
             else:
                 assert target is not None
-                fields["message_reference"] = {
-                    "type": int(ref.get("type") or 0),
-                    "message_id": str(target.id),
-                    "channel_id": str(target.channel_id),
-                    "guild_id": str(fake.guild_id),
-                }
+                ref_type = int(ref.get("type") or 0)
+                fields["message_reference"] = fake.state.reference_payload(target, ref_type)
                 msg_type = MT_REPLY
         msg = await fake.builder.new_message(
             data, req.files, channel=ch, author=fake.bot_user, msg_type=msg_type, **fields
@@ -143,8 +151,11 @@ class ChannelRoutes:
         fake = self.fake
         msg = fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])
         bot_id = fake.bot_user.id
-        if msg.author.id != bot_id and not fake.state.permissions(bot_id) & P_MANAGE_MESSAGES:
-            raise missing_permissions()
+        if msg.author.id != bot_id:
+            if msg.guild_id is None:
+                raise dm_action()  # nobody can delete the other side's messages in a DM
+            if not fake.state.permissions(bot_id) & P_MANAGE_MESSAGES:
+                raise missing_permissions()
         msg.deleted = True
         fake.events.delete(msg)
         fake._bot_message_event(msg)
@@ -157,19 +168,22 @@ class ChannelRoutes:
         users = msg.reactions.setdefault(emoji, set())
         adding = req.method == "PUT"
         (users.add if adding else users.discard)(fake.bot_user.id)
-        event = {
+        event: dict[str, Any] = {
             "user_id": str(fake.bot_user.id),
             "channel_id": str(msg.channel_id),
             "message_id": str(msg.id),
-            "guild_id": str(fake.guild_id),
             "emoji": {"id": None, "name": emoji},
             "burst": False,
             "type": 0,
         }
-        if adding:
-            event["member"] = fake.state.member_payload(fake.bot_user.id)
+        if msg.guild_id is not None:
+            event["guild_id"] = str(msg.guild_id)
+            if adding:
+                event["member"] = fake.state.member_payload(fake.bot_user.id)
         name = "MESSAGE_REACTION_ADD" if adding else "MESSAGE_REACTION_REMOVE"
-        fake.gateway.dispatch(name, event, intent=I_GUILD_MESSAGE_REACTIONS)
+        in_dm = msg.guild_id is None
+        intent = I_DIRECT_MESSAGE_REACTIONS if in_dm else I_GUILD_MESSAGE_REACTIONS
+        fake.gateway.dispatch(name, event, intent=intent)
         return 204, None
 
     async def no_content(self, req: Req) -> tuple[int, Any]:

@@ -171,7 +171,9 @@ class InteractionRoutes:
             "id": str(ix.id),
             "type": ix.type,
             "user": ix.user.payload(),
-            "authorizing_integration_owners": {"0": str(fake.guild_id)},
+            "authorizing_integration_owners": dict(
+                ix.payload.get("authorizing_integration_owners") or {"0": str(fake.guild_id)}
+            ),
         }
         if ix.type in (2, 4):
             metadata["name"] = ix.name
@@ -237,7 +239,7 @@ class InteractionRoutes:
         msg = MessageRecord(
             id=fake.state.ids.next(),
             channel_id=channel.id,
-            guild_id=fake.guild_id,
+            guild_id=channel.guild_id,
             author=fake.bot_user,
             flags=FLAG_LOADING | (FLAG_EPHEMERAL if ephemeral else 0),
             type=self.message_type_for(ix),

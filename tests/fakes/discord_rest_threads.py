@@ -1,6 +1,6 @@
 """REST handlers: threads (from a message, thread id == message id; without a message, public
-or private; joining one). Refuses a second thread on a message (160004), a thread inside a
-thread (50024) and, when switched off, thread creation (50013)."""
+or private; joining one). Refuses a thread in a DM (50003), a second thread on a message
+(160004), a thread inside a thread (50024) and, when switched off, thread creation (50013)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from tests.fakes.discord_gateway import I_GUILDS
 from tests.fakes.discord_http import CHANNEL, MESSAGE, Req, RouteSpec
 from tests.fakes.discord_limits import (
     check_thread_name,
+    dm_action,
     form_error,
     missing_permissions,
     thread_exists,
@@ -50,6 +51,8 @@ class ThreadRoutes:
         thread_type: int = CH_PUBLIC_THREAD,
     ) -> ChannelRecord:
         fake, state = self.fake, self.fake.state
+        if parent.is_dm:
+            raise dm_action()
         if parent.is_thread:
             raise wrong_channel_type()
         if not state.thread_creation_allowed:
@@ -59,7 +62,7 @@ class ThreadRoutes:
             id=thread_id,
             name=str(body["name"]),
             type=thread_type,
-            guild_id=fake.guild_id,
+            guild_id=parent.guild_id,
             parent_id=parent.id,
             owner_id=fake.bot_user.id,
             auto_archive_duration=int(body.get("auto_archive_duration") or 1440),

@@ -36,6 +36,7 @@ from tests.fakes.discord_limits import ACK_DEADLINE_S, DEFAULT_UPLOAD_LIMIT, TOK
 from tests.fakes.discord_messages import MessageBuilder
 from tests.fakes.discord_rest_channels import ChannelRoutes
 from tests.fakes.discord_rest_commands import CommandRoutes
+from tests.fakes.discord_rest_dms import DmRoutes
 from tests.fakes.discord_rest_guild import GuildRoutes
 from tests.fakes.discord_rest_identity import IdentityRoutes
 from tests.fakes.discord_rest_interactions import InteractionRoutes
@@ -109,6 +110,7 @@ class FakeDiscord(Waiting):
                 *ChannelRoutes(self).routes(),
                 *ThreadRoutes(self).routes(),
                 *GuildRoutes(self).routes(),
+                *DmRoutes(self).routes(),
             ],
         )
 
@@ -159,6 +161,10 @@ class FakeDiscord(Waiting):
             3 if value >= 100 * 1024 * 1024 else 2 if value >= 50 * 1024 * 1024 else 0
         )
 
+    def upload_limit_in(self, channel: ChannelRecord) -> int:
+        """The per-file limit where a message goes: the guild's, or 10 MiB in a DM."""
+        return DEFAULT_UPLOAD_LIMIT if channel.is_dm else self.upload_limit
+
     # ==== read-only views for tests ==========================================================
     def user(self, name: str) -> FakeUser:
         from tests.fakes.discord_driver import FakeUser
@@ -167,6 +173,10 @@ class FakeDiscord(Waiting):
 
     def channel(self, name: str) -> int:
         return self.state.channel_by_ref(name).id
+
+    def dm_channel(self, user: FakeUser | UserRecord | str | int) -> int:
+        """The id of the bot's DM with `user` (opened now if neither side has opened it)."""
+        return self.state.dm_channel(self._user_record(user)).id
 
     def messages_in(
         self, channel: int | str, *, include_deleted: bool = False
@@ -218,6 +228,15 @@ class FakeDiscord(Waiting):
     def identifies(self) -> int:
         return self.gateway.identify_count
 
+    def _user_record(self, user: FakeUser | UserRecord | str | int) -> UserRecord:
+        if isinstance(user, UserRecord):
+            return user
+        if isinstance(user, int):
+            return self.state.users[user]
+        if isinstance(user, str):
+            return self.state.user_by_name(user)
+        return user.record
+
     def now(self) -> float:
         """The fake clock (monotonic seconds); advance_clock() moves it forward."""
         return time.monotonic() + self._clock_offset
@@ -234,6 +253,18 @@ class FakeDiscord(Waiting):
 
     def set_thread_creation_allowed(self, allowed: bool) -> None:
         self.state.thread_creation_allowed = allowed
+
+    def close_dms(self, user: FakeUser | UserRecord | str | int) -> None:
+        """The user stops accepting DMs from the bot: its messages there get 403 50007."""
+        record = self._user_record(user)
+        self.state.closed_dms.add(record.id)
+        self._log(f"TEST close_dms({record.username})")
+
+    def open_dms(self, user: FakeUser | UserRecord | str | int) -> None:
+        """Undo close_dms()."""
+        record = self._user_record(user)
+        self.state.closed_dms.discard(record.id)
+        self._log(f"TEST open_dms({record.username})")
 
     def rate_limit_next(
         self,

@@ -29,6 +29,7 @@ P_CREATE_INVITE = 1 << 0
 P_ADMINISTRATOR = 1 << 3
 P_MANAGE_GUILD = 1 << 5
 P_ADD_REACTIONS = 1 << 6
+P_MENTION_EVERYONE = 1 << 17
 P_VIEW_CHANNEL = 1 << 10
 P_SEND_MESSAGES = 1 << 11
 P_MANAGE_MESSAGES = 1 << 13
@@ -58,9 +59,24 @@ EVERYONE_PERMS = (
     | P_SEND_IN_THREADS
 )
 BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
+# What the bot may do in a DM with a user (app_permissions of a bot-DM interaction): Discord
+# documents ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS on top of the
+# plain text-channel rights; no thread or moderation rights exist in a DM.
+DM_PERMS = (
+    P_VIEW_CHANNEL
+    | P_SEND_MESSAGES
+    | P_ADD_REACTIONS
+    | P_EMBED_LINKS
+    | P_ATTACH_FILES
+    | P_READ_HISTORY
+    | P_MENTION_EVERYONE
+    | P_EXTERNAL_EMOJIS
+    | P_USE_APP_COMMANDS
+)
 
 # Channel types.
 CH_TEXT = 0
+CH_DM = 1
 CH_PUBLIC_THREAD = 11
 CH_PRIVATE_THREAD = 12
 THREAD_TYPES = (CH_PUBLIC_THREAD, CH_PRIVATE_THREAD, 10)
@@ -237,12 +253,12 @@ class MemberRecord:
 
 @dataclass
 class ChannelRecord:
-    """A text channel or a thread (a thread has a parent_id)."""
+    """A text channel, a thread (it has a parent_id) or a DM with one user (type 1, no guild)."""
 
     id: int
     name: str
     type: int
-    guild_id: int
+    guild_id: int | None
     position: int = 0
     parent_id: int | None = None
     owner_id: int | None = None
@@ -254,12 +270,25 @@ class ChannelRecord:
     message_count: int = 0
     member_ids: set[int] = field(default_factory=set)
     from_message_id: int | None = None
+    recipients: list[UserRecord] = field(default_factory=list)  # a DM's other user
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
 
+    @property
+    def is_dm(self) -> bool:
+        return self.type == CH_DM
+
     def payload(self) -> dict[str, Any]:
+        if self.is_dm:
+            return {
+                "id": str(self.id),
+                "type": CH_DM,
+                "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+                "flags": 0,
+                "recipients": [u.payload() for u in self.recipients],
+            }
         base: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -510,6 +539,8 @@ class DiscordState:
         self.attachments: dict[int, AttachmentRecord] = {}
         self.thread_creation_allowed = True
         self.premium_tier = 0
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot
         self._position = itertools.count()
         self._build_guild()
 
@@ -552,12 +583,27 @@ class DiscordState:
             return ch
         name = ref.lstrip("#")
         for ch in self.channels.values():
-            if ch.name == name and not ch.is_thread:
+            if ch.name == name and ch.type == CH_TEXT:
                 return ch
         raise KeyError(f"no channel named {ref!r}")
 
     def text_channels(self) -> list[ChannelRecord]:
-        return [c for c in self.channels.values() if not c.is_thread]
+        return [c for c in self.channels.values() if c.type == CH_TEXT]
+
+    def dm_channel(self, user: UserRecord) -> ChannelRecord:
+        """The DM between the bot and `user`, created the first time either side opens it."""
+        existing = self.dm_channels.get(user.id)
+        if existing is not None:
+            return self.channels[existing]
+        ch = ChannelRecord(self.ids.next(), "", CH_DM, None, recipients=[user])
+        self.channels[ch.id] = ch
+        self.channel_log[ch.id] = []
+        self.dm_channels[user.id] = ch.id
+        return ch
+
+    def accepts_dms(self, user: UserRecord) -> bool:
+        """Whether the bot may post in its DM with `user` (not a bot, DMs not closed)."""
+        return not user.bot and user.id not in self.closed_dms
 
     def threads(self) -> list[ChannelRecord]:
         return [c for c in self.channels.values() if c.is_thread]
@@ -631,6 +677,18 @@ class DiscordState:
     def history(self, channel_id: int, *, include_deleted: bool = False) -> list[MessageRecord]:
         out = [self.messages[m] for m in self.channel_log.get(channel_id, [])]
         return out if include_deleted else [m for m in out if not m.deleted]
+
+    @staticmethod
+    def reference_payload(target: MessageRecord, ref_type: int = 0) -> dict[str, Any]:
+        """The message_reference of a reply to `target` (no guild_id in a DM)."""
+        out: dict[str, Any] = {
+            "type": ref_type,
+            "message_id": str(target.id),
+            "channel_id": str(target.channel_id),
+        }
+        if target.guild_id is not None:
+            out["guild_id"] = str(target.guild_id)
+        return out
 
     def thread_for_message(self, message_id: int) -> ChannelRecord | None:
         ch = self.channels.get(message_id)

@@ -95,12 +95,7 @@ class UserActions:
         mentions = fake.builder.mentions(content)
         fields: dict[str, Any] = {}
         if reference is not None:
-            fields["message_reference"] = {
-                "type": 0,
-                "message_id": str(reference.id),
-                "channel_id": str(reference.channel_id),
-                "guild_id": str(fake.guild_id),
-            }
+            fields["message_reference"] = state.reference_payload(reference)
             # A reply pings the author, except for interaction responses (webhook messages):
             # Discord does not count those as mentioning the bot.
             if mention_author and reference.author not in mentions and reference.webhook_id is None:
@@ -108,7 +103,7 @@ class UserActions:
         msg = MessageRecord(
             id=state.ids.next(),
             channel_id=channel.id,
-            guild_id=fake.guild_id,
+            guild_id=channel.guild_id,
             author=user,
             content=content,
             attachments=attachments,
