@@ -47,7 +47,8 @@ class MessageEvents:
         """MESSAGE_CREATE or MESSAGE_UPDATE for a message (nothing for an ephemeral one)."""
         if msg.visible_to is not None:  # ephemeral messages never reach the gateway
             return
-        payload = self.fake.state.message_payload(msg, gateway=True)
+        creating = event == "MESSAGE_CREATE"
+        payload = self.fake.state.message_payload(msg, gateway=True, nonce=creating)
         self.fake.gateway.dispatch(
             event, payload, intent=self.intent_for(msg), transform=self.content_gate(msg)
         )

@@ -1,7 +1,9 @@
 """REST handlers: channels and their messages (get/edit a channel, list/create/get/edit/delete
 messages, replies, the bot's own reactions, typing), in guild channels, threads and DMs. In a DM
 the bot cannot post once the user closed their DMs (403 50007) and cannot delete the user's
-messages or edit the channel (403 50003)."""
+messages or edit the channel (403 50003). A `nonce` is echoed back; with `enforce_nonce` a
+repeat of the author's nonce in the channel within NONCE_WINDOW_S returns the message already
+created (404 10008 if it was deleted meanwhile) instead of posting it twice."""
 
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ from tests.fakes.discord_limits import (
     form_error,
     missing_permissions,
     not_author,
+    unknown_message,
 )
-from tests.fakes.discord_state import MT_DEFAULT, MT_REPLY, P_MANAGE_MESSAGES
+from tests.fakes.discord_state import MT_DEFAULT, MT_REPLY, P_MANAGE_MESSAGES, MessageRecord
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscord
@@ -100,9 +103,17 @@ class ChannelRoutes:
     async def create_message(self, req: Req) -> tuple[int, Any]:
         fake = self.fake
         ch = fake.builder.channel(req.params["channel_id"])
+        data = req.body
+        nonce = data.get("nonce")
+        if nonce is not None and data.get("enforce_nonce"):
+            earlier = self._by_nonce(ch.id, nonce)
+            if earlier is not None:
+                if earlier.deleted:
+                    raise unknown_message()
+                fake._log(f"NONCE {nonce!r} seen: returning message {earlier.id}, not a new one")
+                return 200, fake.state.message_payload(earlier, nonce=True)
         if ch.is_dm and not all(fake.state.accepts_dms(u) for u in ch.recipients):
             raise cannot_message_user()
-        data = req.body
         fields: dict[str, Any] = {}
         msg_type = MT_DEFAULT
         ref = data.get("message_reference")
@@ -129,9 +140,21 @@ class ChannelRoutes:
         msg = await fake.builder.new_message(
             data, req.files, channel=ch, author=fake.bot_user, msg_type=msg_type, **fields
         )
+        if nonce is not None:
+            msg.nonce = nonce
+            key = (ch.id, fake.bot_user.id, str(nonce))
+            fake.state.nonces[key] = (msg.id, fake.now())
         fake.events.message("MESSAGE_CREATE", msg)
         fake._bot_message_event(msg)
-        return 200, fake.state.message_payload(msg)
+        return 200, fake.state.message_payload(msg, nonce=True)
+
+    def _by_nonce(self, channel_id: int, nonce: int | str) -> MessageRecord | None:
+        """The bot's message with this nonce in the channel, if recent enough to count."""
+        fake = self.fake
+        seen = fake.state.nonces.get((channel_id, fake.bot_user.id, str(nonce)))
+        if seen is None or fake.now() - seen[1] > fake.nonce_window:
+            return None
+        return fake.state.messages[seen[0]]
 
     async def get_message(self, req: Req) -> tuple[int, Any]:
         msg = self.fake.builder.channel_message(req.params["channel_id"], req.params["message_id"])

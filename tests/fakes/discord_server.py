@@ -32,7 +32,12 @@ from tests.fakes.discord_gateway import (
     Gateway,
 )
 from tests.fakes.discord_http import RestApi, RestCall, UploadedFile
-from tests.fakes.discord_limits import ACK_DEADLINE_S, DEFAULT_UPLOAD_LIMIT, TOKEN_LIFETIME_S
+from tests.fakes.discord_limits import (
+    ACK_DEADLINE_S,
+    DEFAULT_UPLOAD_LIMIT,
+    NONCE_WINDOW_S,
+    TOKEN_LIFETIME_S,
+)
 from tests.fakes.discord_messages import MessageBuilder
 from tests.fakes.discord_rest_channels import ChannelRoutes
 from tests.fakes.discord_rest_commands import CommandRoutes
@@ -83,6 +88,7 @@ class FakeDiscord(Waiting):
         self.upload_limit = upload_limit  # also sets the guild's boost tier to match
         self.ack_deadline = ack_deadline
         self.token_lifetime = TOKEN_LIFETIME_S
+        self.nonce_window = NONCE_WINDOW_S  # enforce_nonce looks back this far (fake clock)
         self.validate_schema = validate_schema and discord_schema.available()
         self.requests: list[RestCall] = []
         self.schema_violations: list[dict[str, Any]] = []

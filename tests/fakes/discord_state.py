@@ -403,6 +403,7 @@ class MessageRecord:
     position: int | None = None
     reactions: dict[str, set[int]] = field(default_factory=dict)
     interaction_id: int | None = None
+    nonce: int | str | None = None  # echoed in the create response and MESSAGE_CREATE only
 
     # -- conveniences for tests ---------------------------------------------------------
     @property
@@ -539,6 +540,8 @@ class DiscordState:
         self.attachments: dict[int, AttachmentRecord] = {}
         self.thread_creation_allowed = True
         self.premium_tier = 0
+        # (channel id, author id, str(nonce)) -> (message id, fake-clock time it was created)
+        self.nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot
         self._position = itertools.count()
@@ -703,7 +706,7 @@ class DiscordState:
         return member.payload(with_user=with_user, permissions=perms)
 
     def message_payload(
-        self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0
+        self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0, nonce: bool = False
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": str(msg.id),
@@ -723,6 +726,8 @@ class DiscordState:
             "flags": msg.flags,
             "components": [dict(c) for c in msg.components],
         }
+        if nonce and msg.nonce is not None:
+            out["nonce"] = msg.nonce
         if msg.webhook_id is not None:
             out["webhook_id"] = str(msg.webhook_id)
         if msg.application_id is not None:
