@@ -25,6 +25,7 @@ from tests.fakes.discord_limits import DEFAULT_UPLOAD_LIMIT, walk_components
 from tests.fakes.discord_state import (
     DM_PERMS,
     ChannelRecord,
+    DiscordState,
     InteractionRecord,
     MessageRecord,
     UserRecord,
@@ -333,9 +334,11 @@ class FakeUser:
             ch = self._channel(channel or "general")
             cmd = self._find_command(name, 2, ch)
             resolved = {"users": {str(user.id): user.payload()}}
-            if not ch.is_dm and user.id in state.members:
+            if ch.guild_id is not None and user.id in state.guild(ch.guild_id).members:
                 resolved["members"] = {
-                    str(user.id): state.member_payload(user.id, with_user=False, permissions=True)
+                    str(user.id): state.member_payload(
+                        user.id, with_user=False, permissions=True, guild_id=ch.guild_id
+                    )
                 }
             target_id = user.id
         else:
@@ -498,10 +501,14 @@ class FakeUser:
         return msg
 
     def _channel(self, ref: int | str) -> ChannelRecord:
-        """A channel this user can see (another user's DM is not one)."""
-        ch = self.fake.state.channel_by_ref(ref)
+        """A channel this user can see (not someone else's DM, not a guild they are not in)."""
+        state = self.fake.state
+        ch = state.channel_by_ref(ref)
         if ch.is_dm and self.record not in ch.recipients:
             raise AssertionError(f"{self.name} is not in that DM ({_where(ch)})")
+        if ch.guild_id is not None and self.id not in state.guild(ch.guild_id).members:
+            guild = state.guild(ch.guild_id)
+            raise AssertionError(f"{self.name} is not a member of {guild.name!r}")
         return ch
 
     def _component(
@@ -528,15 +535,17 @@ class FakeUser:
                 return cmd
         have = sorted({c["name"] for c in offered if int(c.get("type") or 1) == ctype})
         kind = {1: "slash command", 2: "user command", 3: "message command"}[ctype]
+        state = self.fake.state
+        every = [c for cmds in state.guild_commands.values() for c in cmds]
         elsewhere = [
             c
-            for c in self.fake.commands()
+            for c in every + state.global_commands
             if c["name"] == name and int(c.get("type") or 1) == ctype
         ]
         if elsewhere:
             raise AssertionError(
                 f"the {kind} {name!r} is not available in {_where(channel)} "
-                f"(guild command, or its contexts/dm_permission exclude it); there: {have}"
+                f"(another guild's command, or its contexts/dm_permission exclude it); there: {have}"
             )
         raise AssertionError(f"the bot has not synced a {kind} named {name!r}; synced: {have}")
 
@@ -545,7 +554,7 @@ class FakeUser:
         if needed in (None, "") or channel.is_dm:  # member permissions do not apply in DMs
             return
         need = int(needed)
-        if self.fake.state.permissions(self.id) & need != need:
+        if self.fake.state.permissions(self.id, channel.guild_id) & need != need:
             raise AssertionError(
                 f"{self.name} cannot see /{cmd['name']}: it needs permissions {need}"
             )
@@ -650,7 +659,7 @@ class FakeUser:
                 raise AssertionError(f"{where} takes True/False, got {value!r}")
             out["value"] = value
         elif otype in (OPT_USER, OPT_MENTIONABLE) and not (
-            otype == OPT_MENTIONABLE and _is_role_ref(state, value)
+            otype == OPT_MENTIONABLE and _is_role_ref(state, channel, value)
         ):
             user = (
                 value.record
@@ -660,18 +669,19 @@ class FakeUser:
                 else state.user_by_name(str(value))
             )
             resolved.setdefault("users", {})[str(user.id)] = user.payload()
-            if user.id in state.members and not channel.is_dm:
+            gid = channel.guild_id
+            if gid is not None and user.id in state.guild(gid).members:
                 resolved.setdefault("members", {})[str(user.id)] = state.member_payload(
-                    user.id, with_user=False, permissions=True
+                    user.id, with_user=False, permissions=True, guild_id=gid
                 )
             out["value"] = str(user.id)
         elif otype in (OPT_ROLE, OPT_MENTIONABLE):
-            if channel.is_dm:
+            if channel.guild_id is None:
                 raise AssertionError(f"{where}: there are no roles to pick in a DM")
             role = next(
                 (
                     r
-                    for r in state.roles.values()
+                    for r in state.guild(channel.guild_id).roles.values()
                     if r.name == str(value).lstrip("@") or str(r.id) == str(value)
                 ),
                 None,
@@ -681,14 +691,15 @@ class FakeUser:
             resolved.setdefault("roles", {})[str(role.id)] = role.payload()
             out["value"] = str(role.id)
         elif otype == OPT_CHANNEL:
-            ch = state.channel_by_ref(value)
+            ch = state.channel_by_ref(value, channel.guild_id)
             if d.get("channel_types") and ch.type not in d["channel_types"]:
                 raise AssertionError(
                     f"{where} accepts channel types {d['channel_types']}, not {ch.type}"
                 )
-            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(
-                ch, state.permissions(self.id)
-            )
+            if ch.guild_id != channel.guild_id:
+                raise AssertionError(f"{where}: {_where(ch)} is not in this server")
+            perms = DM_PERMS if ch.guild_id is None else state.permissions(self.id, ch.guild_id)
+            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(ch, perms)
             out["value"] = str(ch.id)
         elif otype == OPT_ATTACHMENT:
             if not isinstance(value, Upload):
@@ -797,18 +808,20 @@ class FakeUser:
     def _guild_payload(self, channel: ChannelRecord) -> dict[str, Any]:
         """The fields of an interaction started in a guild channel or thread (context 0)."""
         fake, state = self.fake, self.fake.state
+        gid = channel.guild_id
+        assert gid is not None
         channel_payload = channel.payload()
-        channel_payload["permissions"] = str(state.permissions(self.id))
+        channel_payload["permissions"] = str(state.permissions(self.id, gid))
         return {
-            "guild": {"id": str(state.guild_id), "locale": "en-US", "features": []},
-            "guild_id": str(state.guild_id),
+            "guild": {"id": str(gid), "locale": "en-US", "features": []},
+            "guild_id": str(gid),
             "guild_locale": "en-US",
             "channel": channel_payload,
-            "member": state.member_payload(self.id, permissions=True),
-            "app_permissions": str(state.permissions(state.bot_user.id)),
-            "authorizing_integration_owners": {"0": str(state.guild_id)},
+            "member": state.member_payload(self.id, permissions=True, guild_id=gid),
+            "app_permissions": str(state.permissions(state.bot_user.id, gid)),
+            "authorizing_integration_owners": {"0": str(gid)},
             "context": CTX_GUILD,
-            "attachment_size_limit": fake.upload_limit,
+            "attachment_size_limit": fake.upload_limit_in(channel),
         }
 
     def _dm_payload(self, channel: ChannelRecord) -> dict[str, Any]:
@@ -902,8 +915,10 @@ def _pick(
     return next((i for i in items if str(i.get("label") or "").lower() == label.lower()), None)
 
 
-def _is_role_ref(state: Any, value: Any) -> bool:
-    return isinstance(value, str) and any(r.name == value.lstrip("@") for r in state.roles.values())
+def _is_role_ref(state: DiscordState, channel: ChannelRecord, value: Any) -> bool:
+    if channel.guild_id is None or not isinstance(value, str):
+        return False
+    return any(r.name == value.lstrip("@") for r in state.guild(channel.guild_id).roles.values())
 
 
 def _resolved_channel(ch: ChannelRecord, permissions: int) -> dict[str, Any]:

@@ -177,7 +177,7 @@ class ChannelRoutes:
         if msg.author.id != bot_id:
             if msg.guild_id is None:
                 raise dm_action()  # nobody can delete the other side's messages in a DM
-            if not fake.state.permissions(bot_id) & P_MANAGE_MESSAGES:
+            if not fake.state.permissions(bot_id, msg.guild_id) & P_MANAGE_MESSAGES:
                 raise missing_permissions()
         msg.deleted = True
         fake.events.delete(msg)
@@ -202,7 +202,7 @@ class ChannelRoutes:
         if msg.guild_id is not None:
             event["guild_id"] = str(msg.guild_id)
             if adding:
-                event["member"] = fake.state.member_payload(fake.bot_user.id)
+                event["member"] = fake.state.member_payload(fake.bot_user.id, guild_id=msg.guild_id)
         name = "MESSAGE_REACTION_ADD" if adding else "MESSAGE_REACTION_REMOVE"
         in_dm = msg.guild_id is None
         intent = I_DIRECT_MESSAGE_REACTIONS if in_dm else I_GUILD_MESSAGE_REACTIONS

@@ -40,14 +40,14 @@ class CommandRoutes:
         fake = self.fake
         if int(req.params["app_id"]) != fake.application_id:
             raise DiscordError(403, 50001, "Missing Access")
-        if "guild_id" in req.params and int(req.params["guild_id"]) != fake.guild_id:
+        if "guild_id" in req.params and int(req.params["guild_id"]) not in fake.state.guilds:
             raise DiscordError(403, 50001, "Missing Access")
 
     async def get_commands(self, req: Req) -> tuple[int, Any]:
         self._check_app(req)
         state = self.fake.state
         if "guild_id" in req.params:
-            return 200, state.guild_commands.get(self.fake.guild_id, [])
+            return 200, state.guild_commands.get(int(req.params["guild_id"]), [])
         return 200, state.global_commands
 
     async def put_commands(self, req: Req) -> tuple[int, Any]:
@@ -55,7 +55,7 @@ class CommandRoutes:
         fake, state = self.fake, self.fake.state
         guild_id = int(req.params["guild_id"]) if "guild_id" in req.params else None
         check_commands(req.json, global_=guild_id is None)
-        old = state.guild_commands.get(fake.guild_id, []) if guild_id else state.global_commands
+        old = state.guild_commands.get(guild_id, []) if guild_id else state.global_commands
         old_ids = {(c["type"], c["name"]): c["id"] for c in old}
         stored = []
         for cmd in req.json:

@@ -1,5 +1,5 @@
-"""REST handlers: the guild (guild, channels, roles, active threads, one member); 404 10004
-for a guild the bot is not in, 10007 for a user who is not a member."""
+"""REST handlers: guilds (guild, channels, roles, active threads, one member) for every guild
+the bot is in; 404 10004 for any other guild, 10007 for a user who is not a member."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from tests.fakes.discord_http import GUILD, Req, RouteSpec
 from tests.fakes.discord_limits import DiscordError
+from tests.fakes.discord_state import GuildRecord
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscord
@@ -26,33 +27,33 @@ class GuildRoutes:
             ("GET", rf"/guilds/{g}/members/(?P<user_id>\d+)", self.member, True, None),
         ]
 
-    def _check_guild(self, req: Req) -> None:
-        if int(req.params["guild_id"]) != self.fake.guild_id:
+    def _guild(self, req: Req) -> GuildRecord:
+        guild = self.fake.state.guilds.get(int(req.params["guild_id"]))
+        if guild is None:
             raise DiscordError(404, 10004, "Unknown Guild")
+        return guild
 
     async def guild(self, req: Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        state = self.fake.state
-        out = state.guild_payload()
-        out.update(approximate_member_count=len(state.members), approximate_presence_count=0)
+        guild = self._guild(req)
+        out = self.fake.state.guild_payload(guild.id)
+        out.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
         return 200, out
 
     async def channels(self, req: Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        return 200, [c.payload() for c in self.fake.state.text_channels()]
+        guild = self._guild(req)
+        return 200, [c.payload() for c in self.fake.state.text_channels(guild.id)]
 
     async def roles(self, req: Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        return 200, [r.payload() for r in self.fake.state.roles.values()]
+        return 200, [r.payload() for r in self._guild(req).roles.values()]
 
     async def active_threads(self, req: Req) -> tuple[int, Any]:
-        self._check_guild(req)
-        threads = [t for t in self.fake.state.threads() if not t.archived]
+        guild = self._guild(req)
+        threads = [t for t in self.fake.state.threads(guild.id) if not t.archived]
         return 200, {"threads": [t.payload() for t in threads], "members": []}
 
     async def member(self, req: Req) -> tuple[int, Any]:
-        self._check_guild(req)
+        guild = self._guild(req)
         uid = int(req.params["user_id"])
-        if uid not in self.fake.state.members:
+        if uid not in guild.members:
             raise DiscordError(404, 10007, "Unknown Member")
-        return 200, self.fake.state.member_payload(uid)
+        return 200, self.fake.state.member_payload(uid, guild_id=guild.id)

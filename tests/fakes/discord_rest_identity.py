@@ -1,5 +1,5 @@
-"""REST handlers: who the bot is and where the gateway is (`/gateway`, `/gateway/bot`,
-`/users/@me`, `/users/{id}`, `/applications/@me`)."""
+"""REST handlers: who the bot is and where the gateway is (`/gateway`, `/gateway/bot` with the
+recommended shard count, `/users/@me`, `/users/{id}`, `/applications/@me`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ class IdentityRoutes:
 
     async def gateway_bot(self, req: Req) -> tuple[int, Any]:
         limit = {"total": 1000, "remaining": 999, "reset_after": 86400000, "max_concurrency": 1}
-        return 200, {"url": self.fake.gateway_url, "shards": 1, "session_start_limit": limit}
+        shards = self.fake.recommended_shards
+        return 200, {"url": self.fake.gateway_url, "shards": shards, "session_start_limit": limit}
 
     async def me(self, req: Req) -> tuple[int, Any]:
         me = self.fake.bot_user.payload()

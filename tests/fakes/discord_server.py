@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -30,6 +30,7 @@ from tests.fakes.discord_gateway import (
     I_GUILD_PRESENCES,
     I_MESSAGE_CONTENT,
     Gateway,
+    shard_for,
 )
 from tests.fakes.discord_http import RestApi, RestCall, UploadedFile
 from tests.fakes.discord_limits import (
@@ -70,7 +71,8 @@ def _bot_token(app_id: int) -> str:
 
 
 class FakeDiscord(Waiting):
-    """The fake Discord server plus test controls. One guild, persistent across bot restarts."""
+    """The fake Discord server plus test controls. One guild (more with add_guild()), state
+    persistent across bot restarts, any number of gateway sessions (shards)."""
 
     def __init__(
         self,
@@ -89,6 +91,7 @@ class FakeDiscord(Waiting):
         self.ack_deadline = ack_deadline
         self.token_lifetime = TOKEN_LIFETIME_S
         self.nonce_window = NONCE_WINDOW_S  # enforce_nonce looks back this far (fake clock)
+        self.recommended_shards = 1  # GET /gateway/bot "shards"
         self.validate_schema = validate_schema and discord_schema.available()
         self.requests: list[RestCall] = []
         self.schema_violations: list[dict[str, Any]] = []
@@ -157,19 +160,19 @@ class FakeDiscord(Waiting):
 
     @property
     def upload_limit(self) -> int:
-        """Per-file upload limit (10 MiB; 50/100 MiB for boosted servers)."""
-        return self._upload_limit
+        """The default guild's per-file upload limit (10 MiB; 50/100 MiB for boosted servers;
+        the guild's premium tier follows)."""
+        return self.state.guild().upload_limit
 
     @upload_limit.setter
     def upload_limit(self, value: int) -> None:
-        self._upload_limit = value
-        self.state.premium_tier = (
-            3 if value >= 100 * 1024 * 1024 else 2 if value >= 50 * 1024 * 1024 else 0
-        )
+        self.state.guild().upload_limit = value
 
     def upload_limit_in(self, channel: ChannelRecord) -> int:
-        """The per-file limit where a message goes: the guild's, or 10 MiB in a DM."""
-        return DEFAULT_UPLOAD_LIMIT if channel.is_dm else self.upload_limit
+        """The per-file limit where a message goes: its guild's, or 10 MiB in a DM."""
+        if channel.guild_id is None:
+            return DEFAULT_UPLOAD_LIMIT
+        return self.state.guild(channel.guild_id).upload_limit
 
     # ==== read-only views for tests ==========================================================
     def user(self, name: str) -> FakeUser:
@@ -177,8 +180,19 @@ class FakeDiscord(Waiting):
 
         return FakeUser(self, self.state.user_by_name(name))
 
-    def channel(self, name: str) -> int:
-        return self.state.channel_by_ref(name).id
+    def channel(self, name: str, *, guild: int | None = None) -> int:
+        """A text channel's id by name (in `guild`; by default the default guild's first)."""
+        return self.state.channel_by_ref(name, guild).id
+
+    @property
+    def guild_ids(self) -> list[int]:
+        """Every guild the bot is in, the default one first."""
+        return list(self.state.guilds)
+
+    @staticmethod
+    def shard_for(guild_id: int | None, shard_count: int) -> int:
+        """The shard that gets a guild's events: (guild_id >> 22) % shard_count (None: 0)."""
+        return shard_for(guild_id, shard_count)
 
     def dm_channel(self, user: FakeUser | UserRecord | str | int) -> int:
         """The id of the bot's DM with `user` (opened now if neither side has opened it)."""
@@ -217,13 +231,16 @@ class FakeDiscord(Waiting):
     def interactions(self) -> list[InteractionRecord]:
         return list(self.state.interactions.values())
 
-    def commands(self, *, guild: bool | None = None) -> list[dict[str, Any]]:
-        """Synced command definitions: global, the guild's, or (None) both."""
+    def commands(
+        self, *, guild: bool | None = None, guild_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Synced command definitions: global, a guild's (the default guild's unless
+        `guild_id`), or (None) both."""
         out: list[dict[str, Any]] = []
         if guild in (None, False):
             out += self.state.global_commands
         if guild in (None, True):
-            out += self.state.guild_commands.get(self.guild_id, [])
+            out += self.state.guild_commands.get(guild_id or self.guild_id, [])
         return out
 
     @property
@@ -256,6 +273,42 @@ class FakeDiscord(Waiting):
         for ix in self.state.interactions.values():
             self.actions.check_deadline(ix)
         self._notify()
+
+    def add_guild(
+        self,
+        name: str = "Second Guild",
+        *,
+        channels: Iterable[str] = ("general",),
+        members: Iterable[str] = (),
+        roles: Mapping[str, int] | None = None,
+        member_roles: Mapping[str, Iterable[str]] | None = None,
+        owner: str | None = None,
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        on_shard: tuple[int, int] | None = None,
+    ) -> int:
+        """Put the bot in another guild and return its id: text `channels`, `members` by name
+        (new names become users; existing users such as "alice" are shared), extra `roles`
+        (name -> permission bits) given to members by `member_roles`, an `owner` (default: the
+        first member). `on_shard=(shard_id, shard_count)` picks an id that the sharding formula
+        sends to that shard. A connected bot gets GUILD_CREATE (discord.py: on_guild_join)."""
+        gid = None
+        if on_shard is not None:
+            shard_id, count = on_shard
+            gid = self.state.ids.next_where(lambda i: shard_for(i, count) == shard_id)
+        guild = self.state.add_guild(
+            name,
+            guild_id=gid,
+            channels=channels,
+            members=members,
+            roles=roles,
+            member_roles=member_roles,
+            owner=owner,
+            upload_limit=upload_limit,
+        )
+        self._log(f"TEST add_guild({name!r}) id={guild.id}")
+        self.gateway.guild_joined(guild.id)
+        self._notify()
+        return guild.id
 
     def set_thread_creation_allowed(self, allowed: bool) -> None:
         self.state.thread_creation_allowed = allowed
@@ -291,10 +344,10 @@ class FakeDiscord(Waiting):
         mask = (I_GUILD_MEMBERS if members else 0) | (I_MESSAGE_CONTENT if message_content else 0)
         self.gateway.enabled_privileged = mask | (I_GUILD_PRESENCES if presences else 0)
 
-    async def disconnect_bot(self) -> None:
-        """Close the bot's WebSocket (resumable): discord.py reconnects and RESUMEs."""
-        self._log("TEST disconnect_bot()")
-        await self.gateway.disconnect()
+    async def disconnect_bot(self, *, shard_id: int | None = None) -> None:
+        """Close the bot's WebSockets (or one shard's; resumable): discord.py RESUMEs."""
+        self._log(f"TEST disconnect_bot(shard_id={shard_id})")
+        await self.gateway.disconnect(shard_id=shard_id)
 
     def request_reconnect(self) -> None:
         """Send op 7 RECONNECT: the bot closes and RESUMEs."""

@@ -29,18 +29,25 @@ class Waiting:
         self._mark = 0
         self._ready_floor = 0  # wait_until_ready needs more IDENTIFYs than this
 
-    async def wait_until_ready(self, timeout: float = 10, *, commands: bool = True) -> None:  # noqa: ASYNC109
-        """Bot identified (READY + GUILD_CREATE sent on a live connection) and, unless
-        commands=False, application commands have been synced at least once."""
+    async def wait_until_ready(
+        self,
+        timeout: float = 10,  # noqa: ASYNC109
+        *,
+        commands: bool = True,
+        shards: int | None = None,
+    ) -> None:
+        """Bot identified (READY + GUILD_CREATE sent on a live connection; with `shards`, for
+        every shard id of that shard count) and, unless commands=False, application commands
+        have been synced at least once."""
 
         def ready() -> bool:
             synced = bool(self.state.global_commands or self.state.guild_commands)
             fresh = self.gateway.identify_count > self._ready_floor
-            return fresh and self.gateway.attached_ready() and (synced or not commands)
+            attached = self.gateway.attached_ready(shards)
+            return fresh and attached and (synced or not commands)
 
-        await self._wait(
-            ready, timeout, "the bot to connect" + (" and sync commands" if commands else "")
-        )
+        what = "the bot to connect" + (f" all {shards} shards" if shards else "")
+        await self._wait(ready, timeout, what + (" and sync commands" if commands else ""))
 
     async def wait_for_message(
         self,
