@@ -1,6 +1,8 @@
 """Fake users that drive the bot the way people do: slash commands built from the commands
 the bot actually synced, autocomplete, plain messages and replies, button clicks, select
-menus, modal submits and message context menus.
+menus, modal submits and message context menus, in guild channels, threads and the user's DM
+with the bot (there interactions have Discord's bot-DM shape: `context` 1, `user` instead of
+`member`, no guild).
 
     alice = fake.user("alice")
     ix = await alice.slash("imagine", prompt="a cat", reference=Upload("cat.png", png))
@@ -19,9 +21,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes.discord_limits import walk_components
+from tests.fakes.discord_limits import DEFAULT_UPLOAD_LIMIT, walk_components
 from tests.fakes.discord_state import (
+    DM_PERMS,
     ChannelRecord,
+    DiscordState,
     InteractionRecord,
     MessageRecord,
     UserRecord,
@@ -38,6 +42,10 @@ OPT_USER, OPT_CHANNEL, OPT_ROLE, OPT_MENTIONABLE, OPT_NUMBER, OPT_ATTACHMENT = 6
 
 # Interaction types.
 IX_COMMAND, IX_COMPONENT, IX_AUTOCOMPLETE, IX_MODAL_SUBMIT = 2, 3, 4, 5
+
+# Interaction context types (where a command is used) and installation types.
+CTX_GUILD, CTX_BOT_DM = 0, 1
+INSTALL_GUILD = 0
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,11 @@ class FakeUser:
     def __repr__(self) -> str:
         return f"<FakeUser {self.name} id={self.id}>"
 
+    @property
+    def dm_channel(self) -> int:
+        """The id of this user's DM with the bot (opened on first use)."""
+        return self.fake.dm_channel(self.record)
+
     def ephemeral_messages(self) -> list[MessageRecord]:
         """Ephemeral bot messages only this user can see, oldest first."""
         return [
@@ -202,12 +215,16 @@ class FakeUser:
     async def say(
         self, channel: int | str, text: str = "", *, files: Sequence[Upload] = ()
     ) -> MessageRecord:
-        """Post a plain message in a channel (name or id) or thread (id)."""
-        ch = self.fake.state.channel_by_ref(channel)
+        """Post a plain message in a channel (name or id), thread (id) or this user's DM (id)."""
+        ch = self._channel(channel)
         self.fake._mark_action(
-            f"{self.name} says in #{ch.name}: {text[:60]!r}" + _files_note(files)
+            f"{self.name} says in {_where(ch)}: {text[:60]!r}" + _files_note(files)
         )
-        return await self.fake._user_message(self.record, ch, text, _file_tuples(files))
+        return await self.fake.actions.user_message(self.record, ch, text, _file_tuples(files))
+
+    async def dm(self, text: str = "", *, files: Sequence[Upload] = ()) -> MessageRecord:
+        """Send the bot a direct message (MESSAGE_CREATE without guild_id)."""
+        return await self.say(self.dm_channel, text, files=files)
 
     async def reply(
         self,
@@ -221,11 +238,11 @@ class FakeUser:
         target = self._message(message)
         if target.visible_to is not None:
             raise AssertionError("ephemeral messages cannot be replied to")
-        ch = self.fake.state.channels[target.channel_id]
+        ch = self._channel(target.channel_id)
         self.fake._mark_action(
             f"{self.name} replies to {target.id}: {text[:60]!r}" + _files_note(files)
         )
-        return await self.fake._user_message(
+        return await self.fake.actions.user_message(
             self.record, ch, text, _file_tuples(files), reference=target, mention_author=mention
         )
 
@@ -240,12 +257,12 @@ class FakeUser:
     ) -> FakeInteraction:
         """Run /command (with "group sub" paths such as "anchor save") with options."""
         values = {**(options or {}), **kwargs}
-        cmd, path, defs = self._command(command)
-        ch = self.fake.state.channel_by_ref(channel)
+        ch = self._channel(channel)
+        cmd, path, defs = self._command(command, ch)
         self._check_options(command, defs, values)
         resolved: dict[str, dict[str, Any]] = {}
         leaf = [
-            self._option_value(command, d, values[d["name"]], resolved)
+            self._option_value(command, d, values[d["name"]], resolved, ch)
             for d in defs
             if d["name"] in values
         ]
@@ -266,7 +283,8 @@ class FakeUser:
         **kwargs: Any,
     ) -> list[dict[str, Any]]:
         """Type `value` into `option` of /command; returns the bot's choices [{name, value}]."""
-        cmd, path, defs = self._command(command)
+        ch = self._channel(channel)
+        cmd, path, defs = self._command(command, ch)
         by_name = {d["name"]: d for d in defs}
         if option not in by_name:
             raise AssertionError(f"/{command} has no option {option!r}; options: {sorted(by_name)}")
@@ -286,7 +304,6 @@ class FakeUser:
                     {"name": d["name"], "type": d["type"], "value": _loose_value(kwargs[d["name"]])}
                 )
         data = self._command_data(cmd, path, leaf, {})
-        ch = self.fake.state.channel_by_ref(channel)
         ix = self._start(
             IX_AUTOCOMPLETE,
             data,
@@ -308,28 +325,31 @@ class FakeUser:
         *,
         channel: int | str | None = None,
     ) -> FakeInteraction:
-        """Apps ▸ name on a message (message command) or on a member (user command)."""
+        """Apps ▸ name on a message (message command) or on a user (user command); a user
+        command runs in `channel` (default #general; a DM id works too)."""
         state = self.fake.state
+        resolved: dict[str, Any]
         if isinstance(target, FakeUser | UserRecord):
             user = target.record if isinstance(target, FakeUser) else target
-            cmd = self._find_command(name, 2)
-            resolved = {
-                "users": {str(user.id): user.payload()},
-                "members": {
-                    str(user.id): state.member_payload(user.id, with_user=False, permissions=True)
-                },
-            }
+            ch = self._channel(channel or "general")
+            cmd = self._find_command(name, 2, ch)
+            resolved = {"users": {str(user.id): user.payload()}}
+            if ch.guild_id is not None and user.id in state.guild(ch.guild_id).members:
+                resolved["members"] = {
+                    str(user.id): state.member_payload(
+                        user.id, with_user=False, permissions=True, guild_id=ch.guild_id
+                    )
+                }
             target_id = user.id
-            ch = state.channel_by_ref(channel or "general")
         else:
             msg = self._message(target)
             if msg.visible_to is not None and msg.visible_to != self.id:
                 raise AssertionError("that ephemeral message is not visible to this user")
-            cmd = self._find_command(name, 3)
+            ch = self._channel(msg.channel_id)
+            cmd = self._find_command(name, 3, ch)
             resolved = {"messages": {str(msg.id): state.message_payload(msg)}}
             target_id = msg.id
-            ch = state.channels[msg.channel_id]
-        self._check_permission(cmd)
+        self._check_permission(cmd, ch)
         data: dict[str, Any] = {
             "id": cmd["id"],
             "name": cmd["name"],
@@ -477,40 +497,74 @@ class FakeUser:
         msg = self._message(message)
         if msg.visible_to is not None and msg.visible_to != self.id:
             raise AssertionError(f"message {msg.id} is ephemeral and not visible to {self.name}")
+        self._channel(msg.channel_id)
         return msg
+
+    def _channel(self, ref: int | str) -> ChannelRecord:
+        """A channel this user can see (not someone else's DM, not a guild they are not in)."""
+        state = self.fake.state
+        ch = state.channel_by_ref(ref)
+        if ch.is_dm and self.record not in ch.recipients:
+            raise AssertionError(f"{self.name} is not in that DM ({_where(ch)})")
+        if ch.guild_id is not None and self.id not in state.guild(ch.guild_id).members:
+            guild = state.guild(ch.guild_id)
+            raise AssertionError(f"{self.name} is not a member of {guild.name!r}")
+        return ch
 
     def _component(
         self, msg: MessageRecord, data: dict[str, Any], describe: str
     ) -> FakeInteraction:
-        ch = self.fake.state.channels[msg.channel_id]
+        ch = self._channel(msg.channel_id)
         return self._start(
             IX_COMPONENT, data, ch, name=str(data["custom_id"]), message=msg, describe=describe
         )
 
-    def _find_command(self, name: str, ctype: int) -> dict[str, Any]:
-        for cmd in self.fake.commands(guild=True) + self.fake.commands(guild=False):
+    def _commands_in(self, channel: ChannelRecord) -> list[dict[str, Any]]:
+        """What the client offers in `channel`: the guild's commands, then global ones whose
+        contexts allow it (in a DM only global commands allowed in BOT_DM)."""
+        state = self.fake.state
+        if channel.is_dm:
+            return [c for c in state.global_commands if _usable_in(c, CTX_BOT_DM)]
+        guild = state.guild_commands.get(channel.guild_id or 0, [])
+        return guild + [c for c in state.global_commands if _usable_in(c, CTX_GUILD)]
+
+    def _find_command(self, name: str, ctype: int, channel: ChannelRecord) -> dict[str, Any]:
+        offered = self._commands_in(channel)
+        for cmd in offered:
             if cmd["name"] == name and int(cmd.get("type") or 1) == ctype:
                 return cmd
-        have = sorted({c["name"] for c in self.fake.commands() if int(c.get("type") or 1) == ctype})
+        have = sorted({c["name"] for c in offered if int(c.get("type") or 1) == ctype})
         kind = {1: "slash command", 2: "user command", 3: "message command"}[ctype]
+        state = self.fake.state
+        every = [c for cmds in state.guild_commands.values() for c in cmds]
+        elsewhere = [
+            c
+            for c in every + state.global_commands
+            if c["name"] == name and int(c.get("type") or 1) == ctype
+        ]
+        if elsewhere:
+            raise AssertionError(
+                f"the {kind} {name!r} is not available in {_where(channel)} "
+                f"(another guild's command, or its contexts/dm_permission exclude it); there: {have}"
+            )
         raise AssertionError(f"the bot has not synced a {kind} named {name!r}; synced: {have}")
 
-    def _check_permission(self, cmd: Mapping[str, Any]) -> None:
+    def _check_permission(self, cmd: Mapping[str, Any], channel: ChannelRecord) -> None:
         needed = cmd.get("default_member_permissions")
-        if needed in (None, ""):
+        if needed in (None, "") or channel.is_dm:  # member permissions do not apply in DMs
             return
         need = int(needed)
-        if self.fake.state.permissions(self.id) & need != need:
+        if self.fake.state.permissions(self.id, channel.guild_id) & need != need:
             raise AssertionError(
                 f"{self.name} cannot see /{cmd['name']}: it needs permissions {need}"
             )
 
     def _command(
-        self, command: str
+        self, command: str, channel: ChannelRecord
     ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
         parts = command.strip().lstrip("/").split()
-        cmd = self._find_command(parts[0], 1)
-        self._check_permission(cmd)
+        cmd = self._find_command(parts[0], 1, channel)
+        self._check_permission(cmd, channel)
         path: list[dict[str, Any]] = []
         defs: list[dict[str, Any]] = list(cmd.get("options") or [])
         for part in parts[1:]:
@@ -564,7 +618,12 @@ class FakeUser:
             raise AssertionError(f"/{command} needs required option(s) {missing}")
 
     def _option_value(
-        self, command: str, d: Mapping[str, Any], value: Any, resolved: dict[str, dict[str, Any]]
+        self,
+        command: str,
+        d: Mapping[str, Any],
+        value: Any,
+        resolved: dict[str, dict[str, Any]],
+        channel: ChannelRecord,
     ) -> dict[str, Any]:
         state = self.fake.state
         otype, name = d["type"], d["name"]
@@ -600,7 +659,7 @@ class FakeUser:
                 raise AssertionError(f"{where} takes True/False, got {value!r}")
             out["value"] = value
         elif otype in (OPT_USER, OPT_MENTIONABLE) and not (
-            otype == OPT_MENTIONABLE and _is_role_ref(state, value)
+            otype == OPT_MENTIONABLE and _is_role_ref(state, channel, value)
         ):
             user = (
                 value.record
@@ -610,16 +669,19 @@ class FakeUser:
                 else state.user_by_name(str(value))
             )
             resolved.setdefault("users", {})[str(user.id)] = user.payload()
-            if user.id in state.members:
+            gid = channel.guild_id
+            if gid is not None and user.id in state.guild(gid).members:
                 resolved.setdefault("members", {})[str(user.id)] = state.member_payload(
-                    user.id, with_user=False, permissions=True
+                    user.id, with_user=False, permissions=True, guild_id=gid
                 )
             out["value"] = str(user.id)
         elif otype in (OPT_ROLE, OPT_MENTIONABLE):
+            if channel.guild_id is None:
+                raise AssertionError(f"{where}: there are no roles to pick in a DM")
             role = next(
                 (
                     r
-                    for r in state.roles.values()
+                    for r in state.guild(channel.guild_id).roles.values()
                     if r.name == str(value).lstrip("@") or str(r.id) == str(value)
                 ),
                 None,
@@ -629,14 +691,15 @@ class FakeUser:
             resolved.setdefault("roles", {})[str(role.id)] = role.payload()
             out["value"] = str(role.id)
         elif otype == OPT_CHANNEL:
-            ch = state.channel_by_ref(value)
+            ch = state.channel_by_ref(value, channel.guild_id)
             if d.get("channel_types") and ch.type not in d["channel_types"]:
                 raise AssertionError(
                     f"{where} accepts channel types {d['channel_types']}, not {ch.type}"
                 )
-            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(
-                ch, state.permissions(self.id)
-            )
+            if ch.guild_id != channel.guild_id:
+                raise AssertionError(f"{where}: {_where(ch)} is not in this server")
+            perms = DM_PERMS if ch.guild_id is None else state.permissions(self.id, ch.guild_id)
+            resolved.setdefault("channels", {})[str(ch.id)] = _resolved_channel(ch, perms)
             out["value"] = str(ch.id)
         elif otype == OPT_ATTACHMENT:
             if not isinstance(value, Upload):
@@ -742,6 +805,37 @@ class FakeUser:
             return {"type": ctype, "id": cid, "custom_id": custom_id, "values": chosen}
         return {"type": ctype, "id": cid, "custom_id": custom_id, "value": value}
 
+    def _guild_payload(self, channel: ChannelRecord) -> dict[str, Any]:
+        """The fields of an interaction started in a guild channel or thread (context 0)."""
+        fake, state = self.fake, self.fake.state
+        gid = channel.guild_id
+        assert gid is not None
+        channel_payload = channel.payload()
+        channel_payload["permissions"] = str(state.permissions(self.id, gid))
+        return {
+            "guild": {"id": str(gid), "locale": "en-US", "features": []},
+            "guild_id": str(gid),
+            "guild_locale": "en-US",
+            "channel": channel_payload,
+            "member": state.member_payload(self.id, permissions=True, guild_id=gid),
+            "app_permissions": str(state.permissions(state.bot_user.id, gid)),
+            "authorizing_integration_owners": {"0": str(gid)},
+            "context": CTX_GUILD,
+            "attachment_size_limit": fake.upload_limit_in(channel),
+        }
+
+    def _dm_payload(self, channel: ChannelRecord) -> dict[str, Any]:
+        """The fields of an interaction started in the user's DM with the bot (context 1):
+        `user` instead of `member`, no guild, GUILD_INSTALL authorized as "0"."""
+        return {
+            "channel": channel.payload(),
+            "user": self.record.payload(),
+            "app_permissions": str(DM_PERMS),
+            "authorizing_integration_owners": {"0": "0"},
+            "context": CTX_BOT_DM,
+            "attachment_size_limit": DEFAULT_UPLOAD_LIMIT,
+        }
+
     def _start(
         self,
         itype: int,
@@ -756,29 +850,19 @@ class FakeUser:
         fake, state = self.fake, self.fake.state
         ix_id = state.ids.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
-        channel_payload = channel.payload()
-        channel_payload["permissions"] = str(state.permissions(self.id))
-        payload: dict[str, Any] = {
-            "id": str(ix_id),
-            "application_id": str(fake.application_id),
-            "type": itype,
-            "data": data,
-            "guild": {"id": str(state.guild_id), "locale": "en-US", "features": []},
-            "guild_id": str(state.guild_id),
-            "guild_locale": "en-US",
-            "channel": channel_payload,
-            "channel_id": str(channel.id),
-            "member": state.member_payload(self.id, permissions=True),
-            "token": token,
-            "version": 1,
-            "app_permissions": str(state.permissions(state.bot_user.id)),
-            "locale": "en-US",
-            "entitlements": [],
-            "entitlement_sku_ids": [],
-            "authorizing_integration_owners": {"0": str(state.guild_id)},
-            "context": 0,
-            "attachment_size_limit": fake.upload_limit,
-        }
+        payload = self._dm_payload(channel) if channel.is_dm else self._guild_payload(channel)
+        payload.update(
+            id=str(ix_id),
+            application_id=str(fake.application_id),
+            type=itype,
+            data=data,
+            channel_id=str(channel.id),
+            token=token,
+            version=1,
+            locale="en-US",
+            entitlements=[],
+            entitlement_sku_ids=[],
+        )
         if message is not None:
             payload["message"] = state.message_payload(message)
         record = InteractionRecord(
@@ -795,8 +879,26 @@ class FakeUser:
             parent_id=parent.id if parent is not None else None,
         )
         fake._mark_action(describe)
-        fake._start_interaction(record)
+        fake.actions.start_interaction(record)
         return FakeInteraction(fake, record)
+
+
+def _usable_in(cmd: Mapping[str, Any], context: int) -> bool:
+    """Whether a global command is offered in an interaction context (the app is installed to
+    guilds only: a command whose integration_types leave out GUILD_INSTALL is never offered)."""
+    installs = cmd.get("integration_types")
+    if installs is not None and INSTALL_GUILD not in installs:
+        return False
+    contexts = cmd.get("contexts")
+    if contexts is not None:
+        return context in contexts
+    return context != CTX_BOT_DM or cmd.get("dm_permission") is not False
+
+
+def _where(ch: ChannelRecord) -> str:
+    if ch.is_dm:
+        return "the DM with " + ", ".join(u.username for u in ch.recipients)
+    return f"#{ch.name}"
 
 
 def _pick(
@@ -813,8 +915,10 @@ def _pick(
     return next((i for i in items if str(i.get("label") or "").lower() == label.lower()), None)
 
 
-def _is_role_ref(state: Any, value: Any) -> bool:
-    return isinstance(value, str) and any(r.name == value.lstrip("@") for r in state.roles.values())
+def _is_role_ref(state: DiscordState, channel: ChannelRecord, value: Any) -> bool:
+    if channel.guild_id is None or not isinstance(value, str):
+        return False
+    return any(r.name == value.lstrip("@") for r in state.guild(channel.guild_id).roles.values())
 
 
 def _resolved_channel(ch: ChannelRecord, permissions: int) -> dict[str, Any]:

@@ -4,6 +4,12 @@ replay, intents (privileged ones refused with 4014 unless enabled), and ordered 
 A session outlives its WebSocket: events dispatched while the bot is disconnected are kept
 and replayed when it RESUMEs, as Discord does. A clean close (1000/1001) by the bot ends
 the session.
+
+Sharding: IDENTIFY `shard: [shard_id, shard_count]` (an invalid one closes with 4010). A
+session gets READY listing, and GUILD_CREATE for, only the guilds with
+`(guild_id >> 22) % shard_count == shard_id`, and of the other events only those whose guild it
+owns; events without a guild_id (DMs, DM interactions) go to shard 0. Sessions without `shard`
+are shard [0, 1]. Several sessions (shards of one or more processes) may be connected at once.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ I_GUILD_MEMBERS = 1 << 1
 I_GUILD_PRESENCES = 1 << 8
 I_GUILD_MESSAGES = 1 << 9
 I_GUILD_MESSAGE_REACTIONS = 1 << 10
+I_DIRECT_MESSAGES = 1 << 12
+I_DIRECT_MESSAGE_REACTIONS = 1 << 13
 I_MESSAGE_CONTENT = 1 << 15
 PRIVILEGED = I_GUILD_MEMBERS | I_GUILD_PRESENCES | I_MESSAGE_CONTENT
 
@@ -66,11 +74,17 @@ class GatewayConnection:
             await asyncio.wait_for(self._writer, 2)
 
 
+def shard_for(guild_id: int | None, shard_count: int) -> int:
+    """Discord's sharding formula; events without a guild go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
 class GatewaySession:
     def __init__(self, session_id: str, intents: int, shard: list[int] | None) -> None:
         self.session_id = session_id
         self.intents = intents
-        self.shard = shard
+        self.shard = shard  # as sent in IDENTIFY (None: unsharded)
+        self.shard_id, self.shard_count = (shard[0], shard[1]) if shard else (0, 1)
         self.seq = 0
         self.buffer: deque[tuple[int, str]] = deque(maxlen=5000)
         self.conn: GatewayConnection | None = None
@@ -79,6 +93,10 @@ class GatewaySession:
 
     def has(self, intent: int) -> bool:
         return bool(self.intents & intent)
+
+    def owns(self, guild_id: int | None) -> bool:
+        """Whether this session's shard receives the events of `guild_id` (None: no guild)."""
+        return shard_for(guild_id, self.shard_count) == self.shard_id
 
     def dispatch(self, t: str, d: Any) -> int:
         self.seq += 1
@@ -117,8 +135,13 @@ class Gateway:
     def live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if not s.invalidated]
 
-    def attached_ready(self) -> bool:
-        return any(s.ready and s.conn is not None for s in self.live_sessions())
+    def attached_ready(self, shards: int | None = None) -> bool:
+        """A ready session is connected (with `shards`: one for every shard id of that count)."""
+        ready = [s for s in self.live_sessions() if s.ready and s.conn is not None]
+        if shards is None:
+            return bool(ready)
+        covered = {s.shard_id for s in ready if s.shard_count == shards}
+        return covered >= set(range(shards))
 
     def current_intents(self) -> int:
         live = self.live_sessions()
@@ -133,9 +156,15 @@ class Gateway:
         intent: int | None = None,
         transform: Transform | None = None,
     ) -> None:
+        """Send an event to every ready session whose shard owns its guild (the event's
+        `guild_id`; a GUILD_* event's `id`; none: shard 0) and that has `intent`."""
+        raw = d.get("id") if t.startswith("GUILD_") and "guild_id" not in d else d.get("guild_id")
+        guild_id = int(raw) if raw is not None else None
         sent = False
         for session in self.live_sessions():
             if not session.ready or (intent is not None and not session.has(intent)):
+                continue
+            if not session.owns(guild_id):
                 continue
             session.dispatch(t, transform(session, d) if transform else d)
             sent = True
@@ -209,26 +238,38 @@ class Gateway:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return False
         intents = int(d.get("intents") or 0)
+        shard = d.get("shard")
+        if shard is not None and not _valid_shard(shard):
+            self.log(f"GW  IDENTIFY with an invalid shard {shard!r} -> close 4010")
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return False
         if intents & PRIVILEGED & ~self.enabled_privileged:
             self.log(
                 f"GW  IDENTIFY asks for privileged intents not enabled ({intents}) -> close 4014"
             )
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return False
+        session = GatewaySession(os.urandom(16).hex(), intents, shard)
         for old in self.sessions.values():
-            if old.conn is None:  # a new IDENTIFY means a new bot process: old sessions are gone
+            # A new IDENTIFY for a shard means a new bot process for it: a disconnected old
+            # session of that shard is gone (sessions of other shards are not affected).
+            same_shard = (old.shard_id, old.shard_count) == (session.shard_id, session.shard_count)
+            if old.conn is None and same_shard:
                 old.invalidated = True
-        session = GatewaySession(os.urandom(16).hex(), intents, d.get("shard"))
         self.sessions[session.session_id] = session
         session.conn = conn
         conn.session = session
         self.identify_count += 1
         session.dispatch("READY", self._ready_payload(session))
-        session.dispatch(
-            "GUILD_CREATE", self.state.guild_create_payload(members=session.has(I_GUILD_MEMBERS))
-        )
+        owned = self.owned_guilds(session)
+        for guild_id in owned:
+            session.dispatch(
+                "GUILD_CREATE",
+                self.state.guild_create_payload(guild_id, members=session.has(I_GUILD_MEMBERS)),
+            )
         session.ready = True
-        self.log(f"GW  IDENTIFY ok (intents {intents}) -> READY + GUILD_CREATE")
+        where = f" shard {session.shard}" if shard is not None else ""
+        self.log(f"GW  IDENTIFY ok{where} (intents {intents}) -> READY + {len(owned)} GUILD_CREATE")
         self.notify()
         return True
 
@@ -263,7 +304,7 @@ class Gateway:
         out: dict[str, Any] = {
             "v": 10,
             "user": user,
-            "guilds": [{"id": str(self.state.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.owned_guilds(session)],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.resume_url,
@@ -281,18 +322,39 @@ class Gateway:
             out["shard"] = session.shard
         return out
 
+    def owned_guilds(self, session: GatewaySession) -> list[int]:
+        return [g for g in self.state.guilds if session.owns(g)]
+
+    def guild_joined(self, guild_id: int) -> None:
+        """The bot was added to a guild: GUILD_CREATE to the shard owning it."""
+        for session in self.live_sessions():
+            if session.ready and session.owns(guild_id):
+                payload = self.state.guild_create_payload(
+                    guild_id, members=session.has(I_GUILD_MEMBERS)
+                )
+                payload.pop("unavailable")  # a join, not an outage ending
+                session.dispatch("GUILD_CREATE", payload)
+        self.log(f"GW  -> GUILD_CREATE id={guild_id} (bot added to the guild)")
+
     def _members_chunk(self, session: GatewaySession | None, d: dict[str, Any]) -> None:
         if session is None:
+            return
+        try:
+            guild_id = int(d.get("guild_id") or self.state.guild_id)
+        except (TypeError, ValueError):
+            return
+        guild = self.state.guilds.get(guild_id)
+        if guild is None or not session.owns(guild_id):
             return
         wanted = {int(u) for u in d.get("user_ids") or []}
         query = str(d.get("query") or "")
         members = [
-            self.state.member_payload(uid)
-            for uid, m in self.state.members.items()
+            self.state.member_payload(uid, guild_id=guild_id)
+            for uid, m in guild.members.items()
             if (not wanted or uid in wanted) and m.user.username.startswith(query)
         ]
         chunk: dict[str, Any] = {
-            "guild_id": str(self.state.guild_id),
+            "guild_id": str(guild_id),
             "members": members,
             "chunk_index": 0,
             "chunk_count": 1,
@@ -302,9 +364,12 @@ class Gateway:
         session.dispatch("GUILD_MEMBERS_CHUNK", chunk)
 
     # -- test controls -------------------------------------------------------------------
-    async def disconnect(self, code: int = 4000) -> None:
-        """Drop every bot connection without ending its session (the bot will RESUME)."""
+    async def disconnect(self, code: int = 4000, *, shard_id: int | None = None) -> None:
+        """Drop every bot connection (or those of one shard id) without ending its session
+        (the bot will RESUME)."""
         for conn in list(self.connections):
+            if shard_id is not None and (conn.session is None or conn.session.shard_id != shard_id):
+                continue
             conn.server_closed = True
             if conn.session is not None and conn.session.conn is conn:
                 conn.session.conn = None
@@ -326,6 +391,14 @@ class Gateway:
             with contextlib.suppress(Exception):
                 await conn.ws.close(code=1001, message=b"Fake Discord stopping.")
             await conn.stop()
+
+
+def _valid_shard(shard: Any) -> bool:
+    if not isinstance(shard, list) or len(shard) != 2:
+        return False
+    shard_id, count = shard
+    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+    return ints and count >= 1 and 0 <= shard_id < count
 
 
 def _brief(d: Any) -> str:

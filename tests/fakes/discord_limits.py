@@ -38,6 +38,9 @@ COMMAND_MAX_CHOICES = 25
 MAX_GLOBAL_CHAT_COMMANDS = 100
 MAX_CONTEXT_MENUS = 15
 THREAD_NAME_MAX = 100
+NONCE_MAX_LENGTH = 25
+# enforce_nonce de-duplicates "in the past few minutes" (Discord gives no figure).
+NONCE_WINDOW_S = 180.0
 ACK_DEADLINE_S = 3.0
 TOKEN_LIFETIME_S = 15 * 60
 
@@ -148,6 +151,19 @@ def thread_exists() -> DiscordError:
 
 def wrong_channel_type() -> DiscordError:
     return DiscordError(400, 50024, "Cannot execute action on this channel type")
+
+
+def cannot_message_user(status: int = 403) -> DiscordError:
+    """A user whose DMs are closed (or a bot): 403 on a message; 400 opening a DM with oneself."""
+    return DiscordError(status, 50007, "Cannot send messages to this user")
+
+
+def invalid_recipients() -> DiscordError:
+    return DiscordError(400, 50033, "Invalid Recipient(s)")
+
+
+def dm_action() -> DiscordError:
+    return DiscordError(403, 50003, "Cannot execute action on a DM channel")
 
 
 def unauthorized() -> DiscordError:
@@ -315,6 +331,7 @@ def check_message(
         errors.append((["files"], *_max_len(MAX_ATTACHMENTS)))
     components = payload.get("components") or []
     errors.extend(component_errors(components, flags))
+    errors.extend(nonce_errors(payload.get("nonce")))
     if flags & FLAG_COMPONENTS_V2 and (content or embeds):
         errors.append(
             (
@@ -336,6 +353,21 @@ def check_message(
         or keeps_attachments
     ):
         raise empty_message()
+
+
+def nonce_errors(nonce: Any) -> list[tuple[list[str | int], str, str]]:
+    """A message nonce is an int64 or a string of at most 25 characters."""
+    if nonce is None:
+        return []
+    if isinstance(nonce, str):
+        if len(nonce) > NONCE_MAX_LENGTH:
+            return [(["nonce"], *_max_len(NONCE_MAX_LENGTH))]
+        return []
+    if isinstance(nonce, bool) or not isinstance(nonce, int):
+        return [(["nonce"], "NONCE_TYPE_INVALID", "Nonce must be an integer or a string.")]
+    if not -(2**63) <= nonce < 2**63:
+        return [(["nonce"], "NUMBER_TYPE_MAX", "int value is too large")]
+    return []
 
 
 # --- interactions -----------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""The fake Discord's world: one guild, its channels, members, messages, threads and
-commands, plus the JSON payloads Discord would send for each of them.
+"""The fake Discord's world: guilds (one by default, more with add_guild), their channels,
+roles and members, DMs, messages, threads and commands, plus the JSON payloads Discord would
+send for each of them.
 
 Nothing here does I/O; the server (``discord_server``) mutates this state and the driver
 (``discord_driver``) reads it.
@@ -16,11 +17,17 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from tests.fakes.discord_limits import FLAG_EPHEMERAL, FLAG_LOADING, walk_components
+from tests.fakes.discord_limits import (
+    DEFAULT_UPLOAD_LIMIT,
+    FLAG_EPHEMERAL,
+    FLAG_LOADING,
+    walk_components,
+)
 
 DISCORD_EPOCH_MS = 1420070400000
 
@@ -29,6 +36,7 @@ P_CREATE_INVITE = 1 << 0
 P_ADMINISTRATOR = 1 << 3
 P_MANAGE_GUILD = 1 << 5
 P_ADD_REACTIONS = 1 << 6
+P_MENTION_EVERYONE = 1 << 17
 P_VIEW_CHANNEL = 1 << 10
 P_SEND_MESSAGES = 1 << 11
 P_MANAGE_MESSAGES = 1 << 13
@@ -58,9 +66,24 @@ EVERYONE_PERMS = (
     | P_SEND_IN_THREADS
 )
 BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
+# What the bot may do in a DM with a user (app_permissions of a bot-DM interaction): Discord
+# documents ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS on top of the
+# plain text-channel rights; no thread or moderation rights exist in a DM.
+DM_PERMS = (
+    P_VIEW_CHANNEL
+    | P_SEND_MESSAGES
+    | P_ADD_REACTIONS
+    | P_EMBED_LINKS
+    | P_ATTACH_FILES
+    | P_READ_HISTORY
+    | P_MENTION_EVERYONE
+    | P_EXTERNAL_EMOJIS
+    | P_USE_APP_COMMANDS
+)
 
 # Channel types.
 CH_TEXT = 0
+CH_DM = 1
 CH_PUBLIC_THREAD = 11
 CH_PRIVATE_THREAD = 12
 THREAD_TYPES = (CH_PUBLIC_THREAD, CH_PRIVATE_THREAD, 10)
@@ -95,6 +118,17 @@ class Snowflakes:
                 self._increment = 0
             self._last_ms = ms
             return ((ms - DISCORD_EPOCH_MS) << 22) | self._worker | self._increment
+
+    def next_where(self, ok: Callable[[int], bool]) -> int:
+        """The next id whose timestamp part satisfies `ok` (e.g. a shard formula), taking the
+        first millisecond from now on that does; later ids stay larger."""
+        with self._lock:
+            ms = max(int(time.time() * 1000), self._last_ms + 1)
+            while not ok((ms - DISCORD_EPOCH_MS) << 22):
+                ms += 1
+            self._last_ms = ms
+            self._increment = 0
+            return ((ms - DISCORD_EPOCH_MS) << 22) | self._worker
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
@@ -236,13 +270,35 @@ class MemberRecord:
 
 
 @dataclass
+class GuildRecord:
+    """A guild the bot is in: roles (the @everyone role's id is the guild's), members, owner and
+    boost level. Its channels live in DiscordState.channels with this guild_id."""
+
+    id: int
+    name: str
+    created: float
+    roles: dict[int, RoleRecord] = field(default_factory=dict)
+    members: dict[int, MemberRecord] = field(default_factory=dict)
+    owner_id: int = 0
+    bot_role_id: int = 0
+    upload_limit: int = DEFAULT_UPLOAD_LIMIT
+    system_channel_id: int | None = None
+
+    @property
+    def premium_tier(self) -> int:
+        """The boost tier that gives this upload limit (50 MiB: tier 2, 100 MiB: tier 3)."""
+        mib = 1024 * 1024
+        return 3 if self.upload_limit >= 100 * mib else 2 if self.upload_limit >= 50 * mib else 0
+
+
+@dataclass
 class ChannelRecord:
-    """A text channel or a thread (a thread has a parent_id)."""
+    """A text channel, a thread (it has a parent_id) or a DM with one user (type 1, no guild)."""
 
     id: int
     name: str
     type: int
-    guild_id: int
+    guild_id: int | None
     position: int = 0
     parent_id: int | None = None
     owner_id: int | None = None
@@ -254,12 +310,25 @@ class ChannelRecord:
     message_count: int = 0
     member_ids: set[int] = field(default_factory=set)
     from_message_id: int | None = None
+    recipients: list[UserRecord] = field(default_factory=list)  # a DM's other user
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
 
+    @property
+    def is_dm(self) -> bool:
+        return self.type == CH_DM
+
     def payload(self) -> dict[str, Any]:
+        if self.is_dm:
+            return {
+                "id": str(self.id),
+                "type": CH_DM,
+                "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+                "flags": 0,
+                "recipients": [u.payload() for u in self.recipients],
+            }
         base: dict[str, Any] = {
             "id": str(self.id),
             "type": self.type,
@@ -374,6 +443,7 @@ class MessageRecord:
     position: int | None = None
     reactions: dict[str, set[int]] = field(default_factory=dict)
     interaction_id: int | None = None
+    nonce: int | str | None = None  # echoed in the create response and MESSAGE_CREATE only
 
     # -- conveniences for tests ---------------------------------------------------------
     @property
@@ -485,7 +555,8 @@ class InteractionRecord:
 
 
 class DiscordState:
-    """The one guild and everything in it. Ids are fresh per instance."""
+    """The guilds and everything in them. Ids are fresh per instance. `guild_id`, `roles`,
+    `members`, `owner_id` and `premium_tier` are the default guild's ("Test Guild")."""
 
     def __init__(self) -> None:
         self.ids = Snowflakes()
@@ -498,8 +569,7 @@ class DiscordState:
         self.guild_name = "Test Guild"
         self.created = time.time()
         self.users: dict[int, UserRecord] = {self.bot_user.id: self.bot_user}
-        self.members: dict[int, MemberRecord] = {}
-        self.roles: dict[int, RoleRecord] = {}
+        self.guilds: dict[int, GuildRecord] = {}
         self.channels: dict[int, ChannelRecord] = {}
         self.messages: dict[int, MessageRecord] = {}
         self.channel_log: dict[int, list[int]] = {}
@@ -509,32 +579,99 @@ class DiscordState:
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.attachments: dict[int, AttachmentRecord] = {}
         self.thread_creation_allowed = True
-        self.premium_tier = 0
+        # (channel id, author id, str(nonce)) -> (message id, fake-clock time it was created)
+        self.nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
+        self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
+        self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot
         self._position = itertools.count()
-        self._build_guild()
+        default = self.add_guild(
+            self.guild_name,
+            guild_id=self.guild_id,
+            channels=("general", "art"),
+            members=("alice", "bob", "carol", "admin"),
+            roles={"Admin": EVERYONE_PERMS | P_MANAGE_GUILD},
+            member_roles={"admin": ("Admin",)},
+            owner="admin",
+        )
+        self.roles = default.roles  # the same dicts: writing to them changes the guild
+        self.members = default.members
+        self.admin_role_id = next(r.id for r in default.roles.values() if r.name == "Admin")
+        self.bot_role_id = default.bot_role_id
 
     # -- world ---------------------------------------------------------------------------
-    def _build_guild(self) -> None:
-        everyone = RoleRecord(self.guild_id, "@everyone", EVERYONE_PERMS, 0)
-        admin_role = RoleRecord(self.ids.next(), "Admin", EVERYONE_PERMS | P_MANAGE_GUILD, 2)
+    def add_guild(
+        self,
+        name: str,
+        *,
+        guild_id: int | None = None,
+        channels: Iterable[str] = ("general",),
+        members: Iterable[str] = (),
+        roles: Mapping[str, int] | None = None,
+        member_roles: Mapping[str, Iterable[str]] | None = None,
+        owner: str | None = None,
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+    ) -> GuildRecord:
+        """A guild with the bot in it: @everyone (ordinary member rights), the extra `roles`
+        (name -> permission bits), the bot's managed role, text `channels` and `members` (by
+        name; unknown names become new users). `owner` (default: the first member) has every
+        permission."""
+        gid = guild_id if guild_id is not None else self.ids.next()
+        guild = GuildRecord(gid, name, time.time(), upload_limit=upload_limit)
+        guild.roles[gid] = RoleRecord(gid, "@everyone", EVERYONE_PERMS, 0)
+        by_name: dict[str, int] = {}
+        for pos, (role_name, perms) in enumerate((roles or {}).items(), start=2):
+            role = RoleRecord(self.ids.next(), role_name, perms, pos)
+            guild.roles[role.id] = role
+            by_name[role_name] = role.id
         bot_role = RoleRecord(
-            self.ids.next(), "Nano Banana", BOT_ROLE_PERMS, 1, managed=True, bot_id=self.bot_user.id
+            self.ids.next(),
+            self.bot_user.username,
+            BOT_ROLE_PERMS,
+            1,
+            managed=True,
+            bot_id=self.bot_user.id,
         )
-        for role in (everyone, admin_role, bot_role):
-            self.roles[role.id] = role
-        self.admin_role_id = admin_role.id
-        self.bot_role_id = bot_role.id
-        self.members[self.bot_user.id] = MemberRecord(self.bot_user, [bot_role.id], self.created)
-        for name in ("alice", "bob", "carol", "admin"):
-            user = UserRecord(self.ids.next(), name, name.capitalize())
-            self.users[user.id] = user
-            roles = [admin_role.id] if name == "admin" else []
-            self.members[user.id] = MemberRecord(user, roles, self.created)
-        self.owner_id = self.user_by_name("admin").id
-        for pos, name in enumerate(("general", "art")):
-            ch = ChannelRecord(self.ids.next(), name, CH_TEXT, self.guild_id, position=pos)
+        guild.roles[bot_role.id] = bot_role
+        guild.bot_role_id = bot_role.id
+        guild.members[self.bot_user.id] = MemberRecord(self.bot_user, [bot_role.id], guild.created)
+        names = list(members)
+        for member_name in names:
+            user = self._user_named(member_name)
+            wanted = (member_roles or {}).get(member_name, ())
+            unknown = [r for r in wanted if r not in by_name]
+            if unknown:
+                raise KeyError(f"no role(s) {unknown} in guild {name!r}; roles: {sorted(by_name)}")
+            guild.members[user.id] = MemberRecord(user, [by_name[r] for r in wanted], guild.created)
+        owner_name = owner or (names[0] if names else None)
+        guild.owner_id = self.user_by_name(owner_name).id if owner_name else self.bot_user.id
+        self.guilds[gid] = guild
+        for pos, channel_name in enumerate(channels):
+            ch = ChannelRecord(self.ids.next(), channel_name, CH_TEXT, gid, position=pos)
             self.channels[ch.id] = ch
             self.channel_log[ch.id] = []
+            if guild.system_channel_id is None:
+                guild.system_channel_id = ch.id
+        return guild
+
+    def _user_named(self, name: str) -> UserRecord:
+        for user in self.users.values():
+            if user.username == name:
+                return user
+        user = UserRecord(self.ids.next(), name, name.capitalize())
+        self.users[user.id] = user
+        return user
+
+    def guild(self, guild_id: int | None = None) -> GuildRecord:
+        """A guild by id (the default guild for None); KeyError if the bot is not in it."""
+        return self.guilds[self.guild_id if guild_id is None else guild_id]
+
+    @property
+    def owner_id(self) -> int:
+        return self.guild().owner_id
+
+    @property
+    def premium_tier(self) -> int:
+        return self.guild().premium_tier
 
     def user_by_name(self, name: str) -> UserRecord:
         for user in self.users.values():
@@ -544,31 +681,59 @@ class DiscordState:
             f"no fake user {name!r}; have {sorted(u.username for u in self.users.values())}"
         )
 
-    def channel_by_ref(self, ref: int | str) -> ChannelRecord:
+    def channel_by_ref(self, ref: int | str, guild_id: int | None = None) -> ChannelRecord:
+        """A channel or thread by id, or a text channel by name (in `guild_id`, else the
+        default guild first, then the others)."""
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             ch = self.channels.get(int(ref))
             if ch is None:
                 raise KeyError(f"no channel or thread with id {ref}")
             return ch
         name = ref.lstrip("#")
-        for ch in self.channels.values():
-            if ch.name == name and not ch.is_thread:
-                return ch
+        order = [guild_id] if guild_id is not None else [self.guild_id, *self.guilds]
+        for gid in order:
+            for ch in self.channels.values():
+                if ch.name == name and ch.type == CH_TEXT and ch.guild_id == gid:
+                    return ch
         raise KeyError(f"no channel named {ref!r}")
 
-    def text_channels(self) -> list[ChannelRecord]:
-        return [c for c in self.channels.values() if not c.is_thread]
+    def text_channels(self, guild_id: int | None = None) -> list[ChannelRecord]:
+        """The text channels of a guild (the default guild for None)."""
+        gid = self.guild_id if guild_id is None else guild_id
+        return [c for c in self.channels.values() if c.type == CH_TEXT and c.guild_id == gid]
 
-    def threads(self) -> list[ChannelRecord]:
-        return [c for c in self.channels.values() if c.is_thread]
+    def dm_channel(self, user: UserRecord) -> ChannelRecord:
+        """The DM between the bot and `user`, created the first time either side opens it."""
+        existing = self.dm_channels.get(user.id)
+        if existing is not None:
+            return self.channels[existing]
+        ch = ChannelRecord(self.ids.next(), "", CH_DM, None, recipients=[user])
+        self.channels[ch.id] = ch
+        self.channel_log[ch.id] = []
+        self.dm_channels[user.id] = ch.id
+        return ch
 
-    def permissions(self, user_id: int) -> int:
-        if user_id == self.owner_id:
+    def accepts_dms(self, user: UserRecord) -> bool:
+        """Whether the bot may post in its DM with `user` (not a bot, DMs not closed)."""
+        return not user.bot and user.id not in self.closed_dms
+
+    def threads(self, guild_id: int | None = None) -> list[ChannelRecord]:
+        """Threads of one guild, or (None) of every guild."""
+        return [
+            c
+            for c in self.channels.values()
+            if c.is_thread and (guild_id is None or c.guild_id == guild_id)
+        ]
+
+    def permissions(self, user_id: int, guild_id: int | None = None) -> int:
+        """A member's guild-wide permissions (in the default guild for None)."""
+        guild = self.guild(guild_id)
+        if user_id == guild.owner_id:
             return P_ALL
-        member = self.members.get(user_id)
-        perms = self.roles[self.guild_id].permissions
+        member = guild.members.get(user_id)
+        perms = guild.roles[guild.id].permissions
         for role_id in member.role_ids if member else []:
-            perms |= self.roles[role_id].permissions
+            perms |= guild.roles[role_id].permissions
         if user_id == self.bot_user.id and not self.thread_creation_allowed:
             perms &= ~P_CREATE_PUBLIC_THREADS
         if perms & P_ADMINISTRATOR:
@@ -632,20 +797,37 @@ class DiscordState:
         out = [self.messages[m] for m in self.channel_log.get(channel_id, [])]
         return out if include_deleted else [m for m in out if not m.deleted]
 
+    @staticmethod
+    def reference_payload(target: MessageRecord, ref_type: int = 0) -> dict[str, Any]:
+        """The message_reference of a reply to `target` (no guild_id in a DM)."""
+        out: dict[str, Any] = {
+            "type": ref_type,
+            "message_id": str(target.id),
+            "channel_id": str(target.channel_id),
+        }
+        if target.guild_id is not None:
+            out["guild_id"] = str(target.guild_id)
+        return out
+
     def thread_for_message(self, message_id: int) -> ChannelRecord | None:
         ch = self.channels.get(message_id)
         return ch if ch is not None and ch.is_thread and ch.from_message_id == message_id else None
 
     # -- payloads ------------------------------------------------------------------------
     def member_payload(
-        self, user_id: int, *, with_user: bool = True, permissions: bool = False
+        self,
+        user_id: int,
+        *,
+        with_user: bool = True,
+        permissions: bool = False,
+        guild_id: int | None = None,
     ) -> dict[str, Any]:
-        member = self.members[user_id]
-        perms = self.permissions(user_id) if permissions else None
+        member = self.guild(guild_id).members[user_id]
+        perms = self.permissions(user_id, guild_id) if permissions else None
         return member.payload(with_user=with_user, permissions=perms)
 
     def message_payload(
-        self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0
+        self, msg: MessageRecord, *, gateway: bool = False, depth: int = 0, nonce: bool = False
     ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": str(msg.id),
@@ -665,6 +847,8 @@ class DiscordState:
             "flags": msg.flags,
             "components": [dict(c) for c in msg.components],
         }
+        if nonce and msg.nonce is not None:
+            out["nonce"] = msg.nonce
         if msg.webhook_id is not None:
             out["webhook_id"] = str(msg.webhook_id)
         if msg.application_id is not None:
@@ -703,20 +887,25 @@ class DiscordState:
             out["thread"] = thread.payload()
         if gateway and msg.guild_id is not None:
             out["guild_id"] = str(msg.guild_id)
-            if msg.webhook_id is None and msg.author.id in self.members:
-                out["member"] = self.member_payload(msg.author.id, with_user=False)
+            guild = self.guilds.get(msg.guild_id)
+            if msg.webhook_id is None and guild is not None and msg.author.id in guild.members:
+                out["member"] = self.member_payload(
+                    msg.author.id, with_user=False, guild_id=msg.guild_id
+                )
         return out
 
-    def guild_payload(self) -> dict[str, Any]:
+    def guild_payload(self, guild_id: int | None = None) -> dict[str, Any]:
+        guild = self.guild(guild_id)
+        system = guild.system_channel_id
         return {
-            "id": str(self.guild_id),
-            "name": self.guild_name,
+            "id": str(guild.id),
+            "name": guild.name,
             "icon": None,
             "splash": None,
             "discovery_splash": None,
             "banner": None,
             "description": None,
-            "owner_id": str(self.owner_id),
+            "owner_id": str(guild.owner_id),
             "region": "us-east",
             "afk_channel_id": None,
             "afk_timeout": 300,
@@ -725,11 +914,11 @@ class DiscordState:
             "explicit_content_filter": 0,
             "mfa_level": 0,
             "nsfw_level": 0,
-            "premium_tier": self.premium_tier,
+            "premium_tier": guild.premium_tier,
             "premium_subscription_count": 0,
             "premium_progress_bar_enabled": False,
             "preferred_locale": "en-US",
-            "system_channel_id": str(self.channel_by_ref("general").id),
+            "system_channel_id": str(system) if system is not None else None,
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -740,24 +929,25 @@ class DiscordState:
             "max_members": 500000,
             "max_video_channel_users": 25,
             "max_stage_video_channel_users": 50,
-            "roles": [r.payload() for r in self.roles.values()],
+            "roles": [r.payload() for r in guild.roles.values()],
             "emojis": [],
             "stickers": [],
             "incidents_data": None,
         }
 
-    def guild_create_payload(self, *, members: bool) -> dict[str, Any]:
-        out = self.guild_payload()
-        member_ids = list(self.members) if members else [self.bot_user.id]
+    def guild_create_payload(self, guild_id: int | None = None, *, members: bool) -> dict[str, Any]:
+        guild = self.guild(guild_id)
+        out = self.guild_payload(guild.id)
+        member_ids = list(guild.members) if members else [self.bot_user.id]
         out.update(
-            joined_at=iso(self.created),
+            joined_at=iso(guild.created),
             large=False,
             unavailable=False,
             lazy=True,
-            member_count=len(self.members),
-            members=[self.member_payload(uid) for uid in member_ids],
-            channels=[c.payload() for c in self.text_channels()],
-            threads=[t.payload() for t in self.threads() if not t.archived],
+            member_count=len(guild.members),
+            members=[self.member_payload(uid, guild_id=guild.id) for uid in member_ids],
+            channels=[c.payload() for c in self.text_channels(guild.id)],
+            threads=[t.payload() for t in self.threads(guild.id) if not t.archived],
             presences=[],
             voice_states=[],
             stage_instances=[],
@@ -785,7 +975,7 @@ class DiscordState:
             "team": None,
             "flags": APPLICATION_FLAGS,
             "bot": self.bot_user.payload(),
-            "approximate_guild_count": 1,
+            "approximate_guild_count": len(self.guilds),
             "redirect_uris": [],
             "interactions_endpoint_url": None,
             "tags": [],
