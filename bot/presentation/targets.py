@@ -84,10 +84,33 @@ def _guild_limit(client: DiscordClient, channel_id: int) -> int:
     return int(guild.filesize_limit) if guild is not None else DEFAULT_UPLOAD_LIMIT
 
 
-async def _direct_message(client: DiscordClient, user_id: int, **kwargs: Any) -> discord.Message:
-    """A private result that can no longer go to its ephemeral message goes to the DMs."""
+# Discord's answer when a user does not accept DMs from the bot.
+CANNOT_DM = 50007
+DMS_CLOSED_NOTICE = (
+    "<@{user_id}> I couldn't send you your private result: your DMs are closed to me. "
+    "It is saved; /history shows it (or allow DMs from server members and ask again)."
+)
+
+
+async def _direct_message(
+    client: DiscordClient, user_id: int, channel_id: int, **kwargs: Any
+) -> discord.Message | None:
+    """A private result that can no longer go to its ephemeral message goes to the DMs. If
+    the user has closed them, a notice in the channel says so (never the result itself);
+    None then, as no message shows the result."""
     user = client.get_user(user_id) or await client.fetch_user(user_id)
-    return await user.send(**kwargs)
+    try:
+        return await user.send(**kwargs)
+    except discord.Forbidden as exc:
+        if exc.code != CANNOT_DM or not channel_id:
+            raise
+    log.info("user %s has closed DMs; telling them in channel %s", user_id, channel_id)
+    channel = await _channel(client, channel_id)
+    await channel.send(
+        DMS_CLOSED_NOTICE.format(user_id=user_id),
+        allowed_mentions=discord.AllowedMentions(users=True),
+    )
+    return None
 
 
 class Target:
@@ -191,10 +214,10 @@ class InteractionTarget(Target):
                 _rewind(files)
         return await self._post_late(**_new_message(content, embed, files, view, nonce))
 
-    async def _post_late(self, **kwargs: Any) -> discord.Message:
+    async def _post_late(self, **kwargs: Any) -> discord.Message | None:
         """The token is gone: a new message that pings the requester (they may have left)."""
         if self.private:
-            return await _direct_message(self.client, self.user_id, **kwargs)
+            return await _direct_message(self.client, self.user_id, self.channel_id, **kwargs)
         channel = await _channel(self.client, self.channel_id)
         mention = f"<@{self.user_id}> your request is done."
         content = kwargs.pop("content", None)
@@ -375,7 +398,10 @@ class ResumedTarget(ChannelTarget):
                 self._token = None
                 _rewind(files)
         return await _direct_message(
-            self.client, self.user_id, **_new_message(content, embed, files, view, nonce)
+            self.client,
+            self.user_id,
+            self.channel_id,
+            **_new_message(content, embed, files, view, nonce),
         )
 
     def resume_info(self) -> dict[str, Any]:
@@ -441,6 +467,8 @@ class FollowupTarget(Target):
                     raise
                 _rewind(files)
         if self.private:
-            return await _direct_message(self.interaction.client, self.user_id, **kwargs)
+            return await _direct_message(
+                self.interaction.client, self.user_id, self.channel_id, **kwargs
+            )
         channel = await _channel(self.interaction.client, self.channel_id)
         return await channel.send(**kwargs)
