@@ -289,19 +289,24 @@ class JobsMixin(StoreBase):
             await self._requeue_expired(tx, now)
             if await _count(tx, j.status == "running") >= concurrency:
                 return None
-            pick = await tx.one(_next_job_query(max_running_per_user))
-            if pick is None:
-                return None
-            job_id, user_id = int(pick["id"]), int(pick["user_id"])
-            await tx.execute(
-                sa.update(jobs_table)
-                .where(j.id == job_id)
-                .values(
-                    status="running", lease_owner=worker_id, lease_expires_at=now + lease,
-                    attempts=j.attempts + 1, started_at=sa.func.coalesce(j.started_at, now),
-                    updated_at=now,
-                )
-            )  # fmt: skip
+            while True:
+                pick = await tx.one(_next_job_query(max_running_per_user))
+                if pick is None:
+                    return None
+                job_id, user_id = int(pick["id"]), int(pick["user_id"])
+                # Still queued? On PostgreSQL a cancel may have committed since the SELECT
+                # (claims exclude each other, not cancels): then pick again.
+                taken = await tx.execute(
+                    sa.update(jobs_table)
+                    .where(j.id == job_id, j.status == "queued")
+                    .values(
+                        status="running", lease_owner=worker_id, lease_expires_at=now + lease,
+                        attempts=j.attempts + 1, started_at=sa.func.coalesce(j.started_at, now),
+                        updated_at=now,
+                    )
+                )  # fmt: skip
+                if taken == 1:
+                    break
             served = int(
                 await tx.scalar(sa.select(sa.func.coalesce(sa.func.max(job_turns.c.served), 0)))
             )
@@ -381,7 +386,7 @@ class JobsMixin(StoreBase):
                 .where(j.id == job_id, j.status == "queued")
                 .values(status="cancelled", error=reason, finished_at=now, updated_at=now)
             )
-            if changed != 1:  # pragma: no cover - the write lock makes this impossible
+            if changed != 1:  # PostgreSQL: a claim committed since the SELECT
                 return False
             await tx.execute(
                 sa.update(generations)
