@@ -6,9 +6,14 @@ engines and connections).
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import sys
+import textwrap
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +22,8 @@ import sqlalchemy as sa
 from bot.adapters.store import (
     AdmitLimits,
     Admitted,
+    GeminiBusy,
+    GeminiSlot,
     NewJob,
     RefusalKind,
     Refused,
@@ -26,6 +33,7 @@ from bot.adapters.store.tables import generations, jobs
 from bot.jobs import Job, JobQueue
 from tests.unit.adapters.store.conftest import Backend
 
+ROOT = Path(__file__).resolve().parents[4]
 NOW = datetime(2026, 3, 14, 12, 0, tzinfo=UTC).timestamp()
 MODEL = "gemini-3-pro-image"
 
@@ -47,10 +55,10 @@ def job(cost: float = 0.134, lane: str | None = None, **payload: Any) -> NewJob:
 
 async def admit(
     store: Store, user: int, n: int = 1, *, guild: int | None = 1, lane: str | None = None,
-    limits: AdmitLimits | None = None, cost: float = 0.134,
+    limits: AdmitLimits | None = None, cost: float = 0.134, **payload: Any,
 ) -> list[int]:  # fmt: skip
     result = await store.admit(
-        user_id=user, guild_id=guild, jobs=[job(cost, lane, n=i) for i in range(n)],
+        user_id=user, guild_id=guild, jobs=[job(cost, lane, n=i, **payload) for i in range(n)],
         limits=limits or AdmitLimits(),
     )  # fmt: skip
     assert isinstance(result, Admitted), result
@@ -455,3 +463,60 @@ async def test_the_record_of_todays_queue_still_works(store: Store) -> None:
     assert row is not None and row.lane is None and row.lease_owner is None
     assert [j.id for j in await store.open_jobs()] == [old]
     assert (await store.job_counts())["running"] == 1
+
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from bot.adapters.store import Store
+
+    async def main(target):
+        store = await Store.open(target)
+        job = await store.claim_job("doomed", lease_seconds=2.0, concurrency=1,
+                                    max_running_per_user=1)
+        slot = await store.acquire_gemini_slot("m", "doomed", max_in_flight=1, per_minute=None,
+                                               lease_seconds=2.0)
+        print("claimed", job.id, slot.id, flush=True)
+        async with store.database.transaction() as tx:  # killed inside a transaction
+            await tx.execute("UPDATE jobs SET payload = '{}' WHERE id = ?", (job.id,))
+            print("in transaction", flush=True)
+            await asyncio.sleep(60)
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+async def test_a_killed_worker_process_loses_nothing(backend: Backend) -> None:
+    """A real process claims a job and a Gemini slot, and is killed mid-transaction: once
+    its leases run out, another process takes the job over and the slot is free again."""
+    store = await backend.open()
+    (job_id,) = await admit(store, 1, 1, payload_note="kept")
+    target = str(backend.target)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WORKER, target, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        claimed = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert claimed.split()[:2] == [b"claimed", str(job_id).encode()]
+        assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"in transaction"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert await claim(store, "live", concurrency=1) is None  # its lease still runs
+    busy = await store.acquire_gemini_slot(
+        "m", "live", max_in_flight=1, per_minute=None, lease_seconds=5
+    )
+    assert isinstance(busy, GeminiBusy)
+    await asyncio.sleep(2.2)
+    taken = await store.claim_job("live", lease_seconds=30, concurrency=1, max_running_per_user=1)
+    assert taken is not None and (taken.id, taken.attempts) == (job_id, 2)
+    assert taken.payload == {"n": 0, "payload_note": "kept"}  # the killed transaction is gone
+    slot = await store.acquire_gemini_slot(
+        "m", "live", max_in_flight=1, per_minute=None, lease_seconds=5
+    )
+    assert isinstance(slot, GeminiSlot)
+    assert await store.database.integrity_check() == ["ok"]
