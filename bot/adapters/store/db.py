@@ -255,6 +255,7 @@ class Database:
         self.path = path  # the SQLite file; None for a server
         self._lock = asyncio.Lock()
         self._writes: set[asyncio.Future[None]] = set()  # this process's open write transactions
+        self._conn: AsyncConnection | None = None  # SQLite's one connection
         self._closed = False
 
     @property
@@ -350,9 +351,13 @@ class Database:
         self._closed = True
         if self.is_sqlite:
             async with self._lock:
+                conn, self._conn = self._conn, None
                 with contextlib.suppress(Exception):
-                    async with self._engine.connect() as conn:
-                        await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    if conn is None:
+                        conn = await self._engine.connect()
+                    await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                if conn is not None:
+                    await conn.close()
         await self._engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -397,18 +402,23 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def _sqlite(self, begin: str) -> AsyncIterator[Tx]:
-        async with self._engine.connect() as conn:
+        # One connection for the store's life, used in turn under the lock (no pool checkout,
+        # no reset per operation: a read costs about what it did on bare aiosqlite).
+        if self._conn is None:
+            self._conn = await self._engine.connect()
+        conn = self._conn
+        try:
             # SQLAlchemy's own begin is a no-op for the driver (isolation_level None), so this
             # statement is what opens the transaction; commit()/rollback() end it.
             await conn.exec_driver_sql(begin)
-            try:
-                yield Tx(conn, self.dialect)
-            except BaseException:
-                # After a cancellation a statement may still be running on aiosqlite's thread;
-                # the ROLLBACK queues behind it (its queue is FIFO).
-                await conn.rollback()
-                raise
-            await conn.commit()
+            yield Tx(conn, self.dialect)
+        except BaseException:
+            # After a cancellation the BEGIN or a statement may still be running on aiosqlite's
+            # thread; the ROLLBACK queues behind it (its queue is FIFO), and is a no-op when no
+            # transaction began.
+            await conn.rollback()
+            raise
+        await conn.commit()
 
     async def integrity_check(self) -> list[str]:
         """SQLite: `PRAGMA integrity_check` lines, `["ok"]` when the file is sound. PostgreSQL
