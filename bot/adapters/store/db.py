@@ -360,10 +360,15 @@ class Database:
                     await conn.close()
         await self._engine.dispose()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the database {self.describe()} is closed")
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction: all or nothing. SQLite: `BEGIN IMMEDIATE`, exclusive of every
         other writer in any process (and, in this one, of everything else)."""
+        self._check_open()
         done = asyncio.get_running_loop().create_future()
         self._writes.add(done)
         try:
@@ -386,6 +391,7 @@ class Database:
         pool, first waits for this process's earlier write transactions to end. (The bot relies
         on it: a result is posted while its message id is being recorded, and a reply to it can
         arrive at once.)"""
+        self._check_open()
         earlier = [] if self.is_sqlite else list(self._writes)
         if earlier:
             await asyncio.wait(earlier)

@@ -158,6 +158,8 @@ async def test_close_and_reopen_keeps_everything(backend: Backend) -> None:
     before = await snapshot(store)
     await store.close()
     await store.close()  # closing twice is harmless
+    with pytest.raises(RuntimeError, match="closed"):  # and a closed store says so
+        await store.get_user_settings(7)
     if backend.is_sqlite:  # the WAL was folded into the main file: the .db alone holds all
         wal = backend.path.parent / "bot.db-wal"
         assert not wal.exists() or wal.stat().st_size == 0
