@@ -293,6 +293,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
     )
     database_path: Path = Path("data/bot.db")
+    # product.md §9: unset = the SQLite file at DATABASE_PATH; postgresql://user:pass@host/db =
+    # a PostgreSQL server shared by several bot processes (image bytes included).
+    database_url: SecretStr | None = None
     discord_guild_ids: Annotated[list[int], NoDecode] = Field(default_factory=list)
     discord_api_base: str | None = None
     discord_gateway_url: str | None = None
@@ -359,6 +362,19 @@ class Settings(BaseSettings):
             return [value]
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        scheme = value.get_secret_value().strip().split("://", 1)[0].lower()
+        if scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+            raise ValueError(
+                "use postgresql://user:password@host:5432/database "
+                "(or leave it unset for the SQLite file at DATABASE_PATH)"
+            )
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("default_model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -394,13 +410,34 @@ class Settings(BaseSettings):
             "4K": self.timeout_4k_seconds,
         }.get(size, self.timeout_1k_seconds)
 
+    @property
+    def database(self) -> str | Path:
+        """What Store.open takes: the DATABASE_URL if set, else the SQLite DATABASE_PATH."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return self.database_path
+
     def secrets(self) -> list[str]:
         """Secret values, for the log redactor."""
         out = []
-        for s in (self.discord_token, self.gemini_api_key):
+        for s in (self.discord_token, self.gemini_api_key, self.database_url):
             if s is not None and s.get_secret_value():
                 out.append(s.get_secret_value())
+        if self.database_url is not None:
+            password = _url_password(self.database_url.get_secret_value())
+            if password:
+                out.append(password)
         return out
+
+
+def _url_password(url: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 class ConfigError(Exception):

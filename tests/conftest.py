@@ -1,3 +1,7 @@
-"""Shared fixtures: the loopback fakes, usable from any test."""
+"""Shared fixtures: the loopback fakes and a real PostgreSQL server, usable from any test."""
 
-pytest_plugins = ["tests.fakes.gemini_fixtures", "tests.fakes.discord_fixtures"]
+pytest_plugins = [
+    "tests.fakes.gemini_fixtures",
+    "tests.fakes.discord_fixtures",
+    "tests.support.postgres",
+]

@@ -7,18 +7,24 @@ simply finds nothing. Names compare case-insensitively ("Alice" is "alice").
 
 from __future__ import annotations
 
-import sqlite3
+import sqlalchemy as sa
 
 from bot.adapters.store._base import name_key, prefix_upper_bound
 from bot.adapters.store._images import ImagesMixin
+from bot.adapters.store.db import Record
 from bot.adapters.store.rows import AnchorExistsError, AnchorRow, ImageMissingError
+from bot.adapters.store.tables import anchors, generation_images, generations, images
 
 MAX_NAME_LENGTH = 100  # a Discord option value / autocomplete choice holds at most 100 chars
 
-_COLUMNS = "id, owner_id, name, kind, note, image_sha, width, height, created_at"
+_SELECT = sa.select(
+    anchors.c.id, anchors.c.owner_id, anchors.c.name, anchors.c.kind, anchors.c.note,
+    anchors.c.image_sha, anchors.c.width, anchors.c.height, anchors.c.created_at,
+)  # fmt: skip
+a = anchors.c
 
 
-def _anchor(r: sqlite3.Row) -> AnchorRow:
+def _anchor(r: Record) -> AnchorRow:
     return AnchorRow(
         id=int(r["id"]),
         owner_id=int(r["owner_id"]),
@@ -61,47 +67,42 @@ class AnchorsMixin(ImagesMixin):
         if width < 1 or height < 1:
             raise ValueError("anchor images have a positive width and height")
         now = self._now()
+        key = name_key(display)
         async with self._db.transaction() as tx:
-            image = await tx.one("SELECT purged_at FROM images WHERE sha256 = ?", (image_sha,))
+            image = await tx.one(sa.select(images.c.purged_at).where(images.c.sha256 == image_sha))
             if image is None or image["purged_at"] is not None:
                 raise ImageMissingError(f"image {image_sha} is not stored")
-            taken = await tx.one(
-                "SELECT 1 FROM anchors WHERE owner_id = ? AND name_key = ?",
-                (owner_id, name_key(display)),
-            )
+            taken = await tx.one(sa.select(a.id).where(a.owner_id == owner_id, a.name_key == key))
             if taken is not None:
                 raise AnchorExistsError(display)
             anchor_id = await tx.insert(
-                "INSERT INTO anchors (owner_id, name, name_key, kind, note, image_sha, width,"
-                " height, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (owner_id, display, name_key(display), kind, note, image_sha, width, height, now),
-            )
+                sa.insert(anchors).values(
+                    owner_id=owner_id, name=display, name_key=key, kind=kind, note=note,
+                    image_sha=image_sha, width=width, height=height, created_at=now,
+                )
+            )  # fmt: skip
             await tx.execute(
-                "UPDATE images SET last_used_at = ? WHERE sha256 = ?", (now, image_sha)
+                sa.update(images).where(images.c.sha256 == image_sha).values(last_used_at=now)
             )
         return AnchorRow(anchor_id, owner_id, display, kind, note, image_sha, width, height, now)
 
     async def get_anchor(self, owner_id: int, name: str) -> AnchorRow | None:
         async with self._db.reading() as tx:
-            row = await tx.one(
-                f"SELECT {_COLUMNS} FROM anchors WHERE owner_id = ? AND name_key = ?",
-                (owner_id, name_key(name)),
-            )
+            row = await tx.one(_SELECT.where(a.owner_id == owner_id, a.name_key == name_key(name)))
         return None if row is None else _anchor(row)
 
     async def list_anchors(self, owner_id: int) -> list[AnchorRow]:
         """The owner's anchors, by name."""
         async with self._db.reading() as tx:
-            rows = await tx.all(
-                f"SELECT {_COLUMNS} FROM anchors WHERE owner_id = ? ORDER BY name_key",
-                (owner_id,),
-            )
+            rows = await tx.all(_SELECT.where(a.owner_id == owner_id).order_by(a.name_key))
         return [_anchor(r) for r in rows]
 
     async def count_anchors(self, owner_id: int) -> int:
         async with self._db.reading() as tx:
             return int(
-                await tx.scalar("SELECT COUNT(*) FROM anchors WHERE owner_id = ?", (owner_id,))
+                await tx.scalar(
+                    sa.select(sa.func.count()).select_from(anchors).where(a.owner_id == owner_id)
+                )
             )
 
     async def anchor_names(self, owner_id: int, prefix: str, limit: int = 25) -> list[str]:
@@ -110,9 +111,14 @@ class AnchorsMixin(ImagesMixin):
         key = name_key(prefix)
         async with self._db.reading() as tx:
             rows = await tx.all(
-                "SELECT name FROM anchors WHERE owner_id = ? AND name_key >= ? AND name_key < ?"
-                " ORDER BY name_key LIMIT ?",
-                (owner_id, key, prefix_upper_bound(key), max(0, limit)),
+                sa.select(a.name)
+                .where(
+                    a.owner_id == owner_id,
+                    a.name_key >= key,
+                    a.name_key < prefix_upper_bound(key),
+                )
+                .order_by(a.name_key)
+                .limit(max(0, limit))
             )
         return [str(r["name"]) for r in rows]
 
@@ -122,20 +128,19 @@ class AnchorsMixin(ImagesMixin):
         display = _clean_name(new)
         async with self._db.transaction() as tx:
             row = await tx.one(
-                "SELECT id FROM anchors WHERE owner_id = ? AND name_key = ?",
-                (owner_id, name_key(old)),
+                sa.select(a.id).where(a.owner_id == owner_id, a.name_key == name_key(old))
             )
             if row is None:
                 return False
             clash = await tx.one(
-                "SELECT id FROM anchors WHERE owner_id = ? AND name_key = ?",
-                (owner_id, name_key(display)),
+                sa.select(a.id).where(a.owner_id == owner_id, a.name_key == name_key(display))
             )
             if clash is not None and int(clash["id"]) != int(row["id"]):
                 raise AnchorExistsError(display)
             await tx.execute(
-                "UPDATE anchors SET name = ?, name_key = ? WHERE owner_id = ? AND id = ?",
-                (display, name_key(display), owner_id, int(row["id"])),
+                sa.update(anchors)
+                .where(a.owner_id == owner_id, a.id == int(row["id"]))
+                .values(name=display, name_key=name_key(display))
             )
         return True
 
@@ -144,13 +149,14 @@ class AnchorsMixin(ImagesMixin):
         owner has no anchor of that name."""
         async with self._db.transaction() as tx:
             row = await tx.one(
-                "SELECT id, image_sha FROM anchors WHERE owner_id = ? AND name_key = ?",
-                (owner_id, name_key(name)),
+                sa.select(a.id, a.image_sha).where(
+                    a.owner_id == owner_id, a.name_key == name_key(name)
+                )
             )
             if row is None:
                 return False
             await tx.execute(
-                "DELETE FROM anchors WHERE owner_id = ? AND id = ?", (owner_id, int(row["id"]))
+                sa.delete(anchors).where(a.owner_id == owner_id, a.id == int(row["id"]))
             )
         await self._forget_anchor_image(str(row["image_sha"]))
         return True
@@ -161,24 +167,26 @@ class AnchorsMixin(ImagesMixin):
         Kept only while another anchor holds the same bytes or a generation produced them
         (an anchor saved from a result, which is in the channel anyway). The record of an
         image old generations refer to stays, marked purged, like after retention."""
+        gi = generation_images.c
+        kept_query = sa.select(
+            sa.or_(
+                sa.exists().where(a.image_sha == sha),
+                sa.exists().where(generations.c.output_image == sha),
+                sa.exists().where(gi.image_sha == sha, gi.role == "content"),
+            )
+        )
         async with self._sha_lock(sha):
             async with self._db.transaction() as tx:
-                kept = await tx.one(
-                    "SELECT 1 WHERE EXISTS (SELECT 1 FROM anchors WHERE image_sha = ?)"
-                    " OR EXISTS (SELECT 1 FROM generations WHERE output_image = ?)"
-                    " OR EXISTS (SELECT 1 FROM generation_images"
-                    " WHERE image_sha = ? AND role = 'content')",
-                    (sha, sha, sha),
-                )
-                if kept is not None:
+                if await tx.scalar(kept_query):
                     return
-                used = await tx.one(
-                    "SELECT 1 FROM generation_images WHERE image_sha = ?", (sha,)
-                )
+                await self._drop_bytes_in(tx, sha)
+                used = await tx.one(sa.select(gi.image_sha).where(gi.image_sha == sha).limit(1))
                 if used is None:
-                    await tx.execute("DELETE FROM images WHERE sha256 = ?", (sha,))
+                    await tx.execute(sa.delete(images).where(images.c.sha256 == sha))
                 else:
                     await tx.execute(
-                        "UPDATE images SET purged_at = ? WHERE sha256 = ?", (self._now(), sha)
+                        sa.update(images)
+                        .where(images.c.sha256 == sha)
+                        .values(purged_at=self._now())
                     )
-            await self._files.delete(sha)
+            await self._drop_bytes_after(sha)

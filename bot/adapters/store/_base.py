@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.dialects import postgresql, sqlite
+
 from bot.adapters.store.db import Database
 from bot.adapters.store.files import ImageFiles
 
@@ -52,9 +54,9 @@ def prefix_upper_bound(prefix: str) -> str:
 class StoreBase:
     """State and helpers shared by the store's parts (see bot.adapters.store.store.Store)."""
 
-    def __init__(self, db: Database, files: ImageFiles, clock: Clock) -> None:
+    def __init__(self, db: Database, files: ImageFiles | None, clock: Clock) -> None:
         self._db = db
-        self._files = files
+        self._files = files  # None: image bytes live in the database (image_blobs)
         self._clock = clock
         # Striped per-sha locks: writing an image's file and row, and deleting them, never
         # interleave for the same sha (so a purge cannot delete bytes a put just revived).
@@ -65,8 +67,19 @@ class StoreBase:
         return self._db
 
     @property
-    def images_dir(self) -> Path:
-        return self._files.root
+    def images_dir(self) -> Path | None:
+        """Where image files are kept; None when the bytes live in the database."""
+        return None if self._files is None else self._files.root
+
+    @property
+    def images_in_database(self) -> bool:
+        return self._files is None
+
+    def _insert(self, table: Any) -> Any:
+        """INSERT that knows ON CONFLICT for this engine (SQLite and PostgreSQL spell it alike)."""
+        if self._db.is_sqlite:
+            return sqlite.insert(table)
+        return postgresql.insert(table)
 
     def _now(self) -> float:
         return float(self._clock())

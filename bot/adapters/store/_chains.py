@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
+import sqlalchemy as sa
 
 from bot.adapters.store._base import StoreBase
-from bot.adapters.store.db import Tx
+from bot.adapters.store.db import Record, Tx
 from bot.adapters.store.rows import ChainRow, ChainStepRow
+from bot.adapters.store.tables import chain_steps, chains, generations
 
-_CHAIN_COLUMNS = (
-    "c.id, c.root_generation_id, c.head_generation_id, c.guild_id, c.channel_id, c.thread_id,"
-    " c.owner_id, c.created_at, c.updated_at"
-)
+_SELECT = sa.select(*chains.c)
 
 
-def _chain(r: sqlite3.Row) -> ChainRow:
+def _chain(r: Record) -> ChainRow:
     return ChainRow(
         id=int(r["id"]),
         root_generation_id=int(r["root_generation_id"]),
@@ -30,9 +28,14 @@ def _chain(r: sqlite3.Row) -> ChainRow:
 
 async def _chain_of_step(tx: Tx, generation_id: int) -> int | None:
     value = await tx.scalar(
-        "SELECT chain_id FROM chain_steps WHERE generation_id = ?", (generation_id,)
+        sa.select(chain_steps.c.chain_id).where(chain_steps.c.generation_id == generation_id)
     )
     return None if value is None else int(value)
+
+
+async def _generation_exists(tx: Tx, generation_id: int) -> bool:
+    found = await tx.one(sa.select(generations.c.id).where(generations.c.id == generation_id))
+    return found is not None
 
 
 class ChainsMixin(StoreBase):
@@ -49,58 +52,56 @@ class ChainsMixin(StoreBase):
         ValueError if the generation is missing or already part of a chain."""
         now = self._now()
         async with self._db.transaction() as tx:
-            root = await tx.one("SELECT 1 FROM generations WHERE id = ?", (root_generation_id,))
-            if root is None:
+            if not await _generation_exists(tx, root_generation_id):
                 raise ValueError(f"no generation {root_generation_id}")
             existing = await _chain_of_step(tx, root_generation_id)
             if existing is not None:
                 raise ValueError(f"generation {root_generation_id} is already in chain {existing}")
             chain_id = await tx.insert(
-                "INSERT INTO chains (root_generation_id, head_generation_id, guild_id,"
-                " channel_id, thread_id, owner_id, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    root_generation_id,
-                    root_generation_id,
-                    guild_id,
-                    channel_id,
-                    thread_id,
-                    owner_id,
-                    now,
-                    now,
-                ),
-            )
+                sa.insert(chains).values(
+                    root_generation_id=root_generation_id, head_generation_id=root_generation_id,
+                    guild_id=guild_id, channel_id=channel_id, thread_id=thread_id,
+                    owner_id=owner_id, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
             await tx.execute(
-                "INSERT INTO chain_steps (chain_id, generation_id, parent_step_id, step,"
-                " created_at) VALUES (?, ?, NULL, 0, ?)",
-                (chain_id, root_generation_id, now),
-            )
+                sa.insert(chain_steps).values(
+                    chain_id=chain_id, generation_id=root_generation_id, parent_step_id=None,
+                    step=0, created_at=now,
+                )
+            )  # fmt: skip
             await tx.execute(
-                "UPDATE generations SET chain_id = ?, step = 0 WHERE id = ?",
-                (chain_id, root_generation_id),
+                sa.update(generations)
+                .where(generations.c.id == root_generation_id)
+                .values(chain_id=chain_id, step=0)
             )
         return chain_id
 
     async def get_chain(self, chain_id: int) -> ChainRow | None:
         async with self._db.reading() as tx:
-            row = await tx.one(f"SELECT {_CHAIN_COLUMNS} FROM chains c WHERE c.id = ?", (chain_id,))
+            row = await tx.one(_SELECT.where(chains.c.id == chain_id))
         return None if row is None else _chain(row)
 
     async def chain_by_thread(self, thread_id: int) -> ChainRow | None:
         async with self._db.reading() as tx:
-            row = await tx.one(
-                f"SELECT {_CHAIN_COLUMNS} FROM chains c WHERE c.thread_id = ?", (thread_id,)
-            )
+            row = await tx.one(_SELECT.where(chains.c.thread_id == thread_id))
         return None if row is None else _chain(row)
 
     async def chain_for_generation(self, generation_id: int) -> ChainRow | None:
         """The chain a generation is the root or a step of (or was queued for)."""
+        by_step = (
+            sa.select(chain_steps.c.chain_id)
+            .where(chain_steps.c.generation_id == generation_id)
+            .scalar_subquery()
+        )
+        by_generation = (
+            sa.select(generations.c.chain_id)
+            .where(generations.c.id == generation_id)
+            .scalar_subquery()
+        )
         async with self._db.reading() as tx:
             row = await tx.one(
-                f"SELECT {_CHAIN_COLUMNS} FROM chains c WHERE c.id = COALESCE("
-                " (SELECT s.chain_id FROM chain_steps s WHERE s.generation_id = ?),"
-                " (SELECT g.chain_id FROM generations g WHERE g.id = ?))",
-                (generation_id, generation_id),
+                _SELECT.where(chains.c.id == sa.func.coalesce(by_step, by_generation))
             )
         return None if row is None else _chain(row)
 
@@ -108,8 +109,9 @@ class ChainsMixin(StoreBase):
         """Attach the chain to its thread (None: the thread is gone)."""
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE chains SET thread_id = ?, updated_at = ? WHERE id = ?",
-                (thread_id, self._now(), chain_id),
+                sa.update(chains)
+                .where(chains.c.id == chain_id)
+                .values(thread_id=thread_id, updated_at=self._now())
             )
         if changed != 1:
             raise LookupError(f"no chain {chain_id}")
@@ -120,8 +122,9 @@ class ChainsMixin(StoreBase):
             if await _chain_of_step(tx, generation_id) != chain_id:
                 raise ValueError(f"generation {generation_id} is not a step of chain {chain_id}")
             await tx.execute(
-                "UPDATE chains SET head_generation_id = ?, updated_at = ? WHERE id = ?",
-                (generation_id, self._now(), chain_id),
+                sa.update(chains)
+                .where(chains.c.id == chain_id)
+                .values(head_generation_id=generation_id, updated_at=self._now())
             )
 
     async def add_chain_step(
@@ -132,9 +135,10 @@ class ChainsMixin(StoreBase):
         and step. Idempotent for a generation already in this chain. Only the root (already
         added by create_chain) has no parent. Does not move the head."""
         now = self._now()
+        s = chain_steps
         async with self._db.transaction() as tx:
             current = await tx.one(
-                "SELECT chain_id, step FROM chain_steps WHERE generation_id = ?", (generation_id,)
+                sa.select(s.c.chain_id, s.c.step).where(s.c.generation_id == generation_id)
             )
             if current is not None:
                 if int(current["chain_id"]) != chain_id:
@@ -145,38 +149,46 @@ class ChainsMixin(StoreBase):
             if parent_generation_id is None:
                 raise ValueError("only the chain's root has no parent; create_chain adds it")
             parent = await tx.one(
-                "SELECT id, step FROM chain_steps WHERE chain_id = ? AND generation_id = ?",
-                (chain_id, parent_generation_id),
+                sa.select(s.c.id, s.c.step).where(
+                    s.c.chain_id == chain_id, s.c.generation_id == parent_generation_id
+                )
             )
             if parent is None:
                 raise ValueError(
                     f"generation {parent_generation_id} is not a step of chain {chain_id}"
                 )
-            if await tx.one("SELECT 1 FROM generations WHERE id = ?", (generation_id,)) is None:
+            if not await _generation_exists(tx, generation_id):
                 raise ValueError(f"no generation {generation_id}")
             step = int(parent["step"]) + 1
             await tx.execute(
-                "INSERT INTO chain_steps (chain_id, generation_id, parent_step_id, step,"
-                " created_at) VALUES (?, ?, ?, ?, ?)",
-                (chain_id, generation_id, int(parent["id"]), step, now),
+                sa.insert(s).values(
+                    chain_id=chain_id, generation_id=generation_id,
+                    parent_step_id=int(parent["id"]), step=step, created_at=now,
+                )
+            )  # fmt: skip
+            await tx.execute(
+                sa.update(generations)
+                .where(generations.c.id == generation_id)
+                .values(chain_id=chain_id, parent_id=parent_generation_id, step=step)
             )
             await tx.execute(
-                "UPDATE generations SET chain_id = ?, parent_id = ?, step = ? WHERE id = ?",
-                (chain_id, parent_generation_id, step, generation_id),
+                sa.update(chains).where(chains.c.id == chain_id).values(updated_at=now)
             )
-            await tx.execute("UPDATE chains SET updated_at = ? WHERE id = ?", (now, chain_id))
         return step
 
     async def chain_steps(self, chain_id: int) -> list[ChainStepRow]:
         """Every step of a chain (the whole tree), by step number then age."""
+        s, p = chain_steps.alias("s"), chain_steps.alias("p")
         async with self._db.reading() as tx:
             rows = await tx.all(
-                "SELECT s.id, s.chain_id, s.generation_id, s.parent_step_id,"
-                " p.generation_id AS parent_generation_id, s.step, s.created_at"
-                " FROM chain_steps s LEFT JOIN chain_steps p ON p.id = s.parent_step_id"
-                " WHERE s.chain_id = ? ORDER BY s.step, s.id",
-                (chain_id,),
-            )
+                sa.select(
+                    s.c.id, s.c.chain_id, s.c.generation_id, s.c.parent_step_id,
+                    p.c.generation_id.label("parent_generation_id"), s.c.step, s.c.created_at,
+                )
+                .select_from(s.outerjoin(p, p.c.id == s.c.parent_step_id))
+                .where(s.c.chain_id == chain_id)
+                .order_by(s.c.step, s.c.id)
+            )  # fmt: skip
         return [
             ChainStepRow(
                 id=int(r["id"]),

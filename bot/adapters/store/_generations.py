@@ -3,45 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
+
+import sqlalchemy as sa
 
 from bot.adapters.store import content as content_json
 from bot.adapters.store._base import from_json, to_json
 from bot.adapters.store._images import ImagesMixin
-from bot.adapters.store.db import Tx, placeholders
+from bot.adapters.store.db import Record, Tx
 from bot.adapters.store.rows import FAILED_STATUSES, GENERATION_KINDS, GenerationRow
+from bot.adapters.store.tables import generation_images, generation_messages, generations
 
-GENERATION_COLUMNS = (
-    "g.id, g.user_id, g.guild_id, g.channel_id, g.message_id, g.kind, g.spec, g.model, g.size,"
-    " g.aspect, g.summary, g.status, g.error_kind, g.error, g.output_image, g.output_mime,"
-    " g.model_text, g.model_content, g.prompt_tokens, g.output_tokens, g.thoughts_tokens,"
-    " g.cost, g.model_version, g.seconds, g.warnings, g.chain_id, g.parent_id, g.step,"
-    " g.batch_id, g.private, g.public, g.created_at, g.started_at, g.finished_at,"
-    " g.estimated_cost"
-)
-_SELECT = f"SELECT {GENERATION_COLUMNS} FROM generations g"
-_OPEN = "('queued', 'running')"
+g = generations.alias("g")
+GENERATION_COLUMNS = tuple(g.c)
+_SELECT = sa.select(*GENERATION_COLUMNS)
+_OPEN = ("queued", "running")
 
 
-async def load_generations(tx: Tx, rows: Sequence[sqlite3.Row]) -> list[GenerationRow]:
+async def load_generations(tx: Tx, rows: Sequence[Record]) -> list[GenerationRow]:
     """Rows of `GENERATION_COLUMNS` -> GenerationRow, with their input images attached."""
     if not rows:
         return []
     ids = [int(r["id"]) for r in rows]
     inputs: dict[int, list[str]] = {i: [] for i in ids}
+    gi = generation_images
     for r in await tx.all(
-        "SELECT generation_id, image_sha FROM generation_images"
-        f" WHERE role = 'input' AND generation_id IN ({placeholders(len(ids))})"
-        " ORDER BY generation_id, position",
-        ids,
+        sa.select(gi.c.generation_id, gi.c.image_sha)
+        .where(gi.c.role == "input", gi.c.generation_id.in_(ids))
+        .order_by(gi.c.generation_id, gi.c.position)
     ):
         inputs[int(r["generation_id"])].append(str(r["image_sha"]))
     return [_row(r, inputs[int(r["id"])]) for r in rows]
 
 
-def _row(r: sqlite3.Row, input_images: list[str]) -> GenerationRow:
+def _row(r: Record, input_images: list[str]) -> GenerationRow:
     return GenerationRow(
         id=int(r["id"]),
         user_id=int(r["user_id"]),
@@ -82,6 +78,54 @@ def _row(r: sqlite3.Row, input_images: list[str]) -> GenerationRow:
     )
 
 
+def check_generation(kind: str, spec: Any) -> None:
+    if kind not in GENERATION_KINDS:
+        raise ValueError(f"unknown generation kind {kind!r}")
+    if not isinstance(spec, dict):
+        raise TypeError("spec must be a dict")
+
+
+async def insert_generation(
+    tx: Tx,
+    *,
+    now: float,
+    user_id: int,
+    guild_id: int | None,
+    channel_id: int,
+    kind: str,
+    spec: dict[str, Any],
+    model: str,
+    size: str,
+    aspect: str,
+    summary: str,
+    input_images: Sequence[str] = (),
+    chain_id: int | None = None,
+    parent_id: int | None = None,
+    batch_id: str | None = None,
+    private: bool = False,
+    estimated_cost: float = 0.0,
+) -> int:
+    """The INSERTs of create_generation, inside the caller's transaction (admit uses it too)."""
+    check_generation(kind, spec)
+    generation_id = await tx.insert(
+        sa.insert(generations).values(
+            user_id=user_id, guild_id=guild_id, channel_id=channel_id, kind=kind,
+            spec=to_json(spec), model=model, size=size, aspect=aspect, summary=summary,
+            status="queued", chain_id=chain_id, parent_id=parent_id, batch_id=batch_id,
+            private=bool(private), estimated_cost=float(estimated_cost), created_at=now,
+        )
+    )  # fmt: skip
+    if input_images:
+        await tx.execute(
+            sa.insert(generation_images),
+            [
+                {"generation_id": generation_id, "role": "input", "position": i, "image_sha": sha}
+                for i, sha in enumerate(input_images)
+            ],
+        )
+    return generation_id
+
+
 class GenerationsMixin(ImagesMixin):
     async def create_generation(
         self,
@@ -105,49 +149,22 @@ class GenerationsMixin(ImagesMixin):
         """Record a request (status "queued"); returns its id. `input_images` are shas already
         stored with put_image, in the order they are sent. `estimated_cost` counts against
         quotas until the generation finishes (see reserved_today)."""
-        if kind not in GENERATION_KINDS:
-            raise ValueError(f"unknown generation kind {kind!r}")
-        if not isinstance(spec, dict):
-            raise TypeError("spec must be a dict")
+        check_generation(kind, spec)
         async with self._db.transaction() as tx:
-            generation_id = await tx.insert(
-                "INSERT INTO generations (user_id, guild_id, channel_id, kind, spec, model, size,"
-                " aspect, summary, status, chain_id, parent_id, batch_id, private,"
-                " estimated_cost, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    guild_id,
-                    channel_id,
-                    kind,
-                    to_json(spec),
-                    model,
-                    size,
-                    aspect,
-                    summary,
-                    chain_id,
-                    parent_id,
-                    batch_id,
-                    int(private),
-                    float(estimated_cost),
-                    self._now(),
-                ),
-            )
-            for position, sha in enumerate(input_images):
-                await tx.execute(
-                    "INSERT INTO generation_images (generation_id, role, position, image_sha)"
-                    " VALUES (?, 'input', ?, ?)",
-                    (generation_id, position, sha),
-                )
-        return generation_id
+            return await insert_generation(
+                tx, now=self._now(), user_id=user_id, guild_id=guild_id, channel_id=channel_id,
+                kind=kind, spec=spec, model=model, size=size, aspect=aspect, summary=summary,
+                input_images=input_images, chain_id=chain_id, parent_id=parent_id,
+                batch_id=batch_id, private=private, estimated_cost=estimated_cost,
+            )  # fmt: skip
 
     async def mark_running(self, generation_id: int) -> bool:
         """queued -> running (started_at = now). False if it was not queued (e.g. cancelled)."""
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE generations SET status = 'running', started_at = ?"
-                " WHERE id = ? AND status = 'queued'",
-                (self._now(), generation_id),
+                sa.update(generations)
+                .where(generations.c.id == generation_id, generations.c.status == "queued")
+                .values(status="running", started_at=self._now())
             )
         return changed == 1
 
@@ -168,8 +185,8 @@ class GenerationsMixin(ImagesMixin):
         warnings: Sequence[str] = (),
     ) -> bool:
         """Status "done" with the result. Inline images inside `model_content` are moved to
-        the image files (see bot.store.content). Returns False, changing nothing, if the
-        generation is not queued/running any more (cancelled meanwhile, or finished twice)."""
+        the image store (see bot.adapters.store.content). Returns False, changing nothing, if
+        the generation is not queued/running any more (cancelled meanwhile, or finished twice)."""
         stored_content: Any = None
         content_shas: list[str] = []
         if model_content is not None:
@@ -180,35 +197,30 @@ class GenerationsMixin(ImagesMixin):
             content_shas = content_json.references(stored_content)
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE generations SET status = 'done', output_image = ?, output_mime = ?,"
-                " model_text = ?, model_content = ?, prompt_tokens = ?, output_tokens = ?,"
-                " thoughts_tokens = ?, cost = ?, model_version = ?, seconds = ?, warnings = ?,"
-                " error_kind = NULL, error = NULL, finished_at = ?"
-                f" WHERE id = ? AND status IN {_OPEN}",
-                (
-                    output_image,
-                    output_mime,
-                    model_text,
-                    None if stored_content is None else to_json(stored_content),
-                    int(prompt_tokens),
-                    int(output_tokens),
-                    int(thoughts_tokens),
-                    float(cost),
-                    model_version,
-                    float(seconds),
-                    to_json(list(warnings)),
-                    self._now(),
-                    generation_id,
-                ),
-            )
+                sa.update(generations)
+                .where(generations.c.id == generation_id, generations.c.status.in_(_OPEN))
+                .values(
+                    status="done", output_image=output_image, output_mime=output_mime,
+                    model_text=model_text,
+                    model_content=None if stored_content is None else to_json(stored_content),
+                    prompt_tokens=int(prompt_tokens), output_tokens=int(output_tokens),
+                    thoughts_tokens=int(thoughts_tokens), cost=float(cost),
+                    model_version=model_version, seconds=float(seconds),
+                    warnings=to_json(list(warnings)), error_kind=None, error=None,
+                    finished_at=self._now(),
+                )
+            )  # fmt: skip
             if changed != 1:
                 return False
-            for position, sha in enumerate(content_shas):
+            if content_shas:
                 await tx.execute(
-                    "INSERT INTO generation_images (generation_id, role, position, image_sha)"
-                    " VALUES (?, 'content', ?, ?)",
-                    (generation_id, position, sha),
-                )
+                    sa.insert(generation_images),
+                    [
+                        {"generation_id": generation_id, "role": "content", "position": i,
+                         "image_sha": sha}
+                        for i, sha in enumerate(content_shas)
+                    ],
+                )  # fmt: skip
         return True
 
     async def fail_generation(
@@ -219,9 +231,9 @@ class GenerationsMixin(ImagesMixin):
             raise ValueError(f"status must be one of {FAILED_STATUSES}, not {status!r}")
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE generations SET status = ?, error_kind = ?, error = ?, finished_at = ?"
-                f" WHERE id = ? AND status IN {_OPEN}",
-                (status, error_kind, error, self._now(), generation_id),
+                sa.update(generations)
+                .where(generations.c.id == generation_id, generations.c.status.in_(_OPEN))
+                .values(status=status, error_kind=error_kind, error=error, finished_at=self._now())
             )
         return changed == 1
 
@@ -231,35 +243,41 @@ class GenerationsMixin(ImagesMixin):
         """Record a message that shows the generation (several may: a re-post keeps the old
         one's replies and buttons working). generations.message_id is the latest; `public`
         stays true once any public message showed it."""
+        values: dict[str, Any] = {"message_id": message_id}
+        if public:
+            values["public"] = True
+        upsert = self._insert(generation_messages).values(
+            message_id=message_id, generation_id=generation_id, channel_id=channel_id,
+            public=bool(public), created_at=self._now(),
+        )  # fmt: skip
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[generation_messages.c.message_id],
+            set_={
+                "generation_id": upsert.excluded.generation_id,
+                "channel_id": upsert.excluded.channel_id,
+                "public": upsert.excluded.public,
+            },
+        )
         async with self._db.transaction() as tx:
             changed = await tx.execute(
-                "UPDATE generations SET message_id = ?,"
-                " public = CASE WHEN public = 1 OR ? = 1 THEN 1 ELSE 0 END WHERE id = ?",
-                (message_id, int(public), generation_id),
+                sa.update(generations).where(generations.c.id == generation_id).values(values)
             )
             if changed != 1:
                 raise LookupError(f"no generation {generation_id}")
-            await tx.execute(
-                "INSERT INTO generation_messages (message_id, generation_id, channel_id, public,"
-                " created_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (message_id) DO UPDATE SET generation_id = excluded.generation_id,"
-                " channel_id = excluded.channel_id, public = excluded.public",
-                (message_id, generation_id, channel_id, int(public), self._now()),
-            )
+            await tx.execute(upsert)
 
     async def get_generation(self, generation_id: int) -> GenerationRow | None:
         async with self._db.reading() as tx:
-            rows = await tx.all(f"{_SELECT} WHERE g.id = ?", (generation_id,))
+            rows = await tx.all(_SELECT.where(g.c.id == generation_id))
             found = await load_generations(tx, rows)
         return found[0] if found else None
 
     async def generation_by_message(self, message_id: int) -> GenerationRow | None:
         """The generation a message shows (any message it was ever posted in)."""
+        m = generation_messages
         async with self._db.reading() as tx:
             rows = await tx.all(
-                f"{_SELECT} JOIN generation_messages m ON m.generation_id = g.id"
-                " WHERE m.message_id = ?",
-                (message_id,),
+                _SELECT.join(m, m.c.generation_id == g.c.id).where(m.c.message_id == message_id)
             )
             found = await load_generations(tx, rows)
         return found[0] if found else None
@@ -268,21 +286,22 @@ class GenerationsMixin(ImagesMixin):
         """The user's latest generations, newest first."""
         async with self._db.reading() as tx:
             rows = await tx.all(
-                f"{_SELECT} WHERE g.user_id = ? ORDER BY g.created_at DESC, g.id DESC LIMIT ?",
-                (user_id, max(0, limit)),
+                _SELECT.where(g.c.user_id == user_id)
+                .order_by(g.c.created_at.desc(), g.c.id.desc())
+                .limit(max(0, limit))
             )
             return await load_generations(tx, rows)
 
     async def unfinished_generations(self) -> list[GenerationRow]:
         """Queued or running generations, oldest first (restart recovery)."""
         async with self._db.reading() as tx:
-            rows = await tx.all(f"{_SELECT} WHERE g.status IN {_OPEN} ORDER BY g.id")
+            rows = await tx.all(_SELECT.where(g.c.status.in_(_OPEN)).order_by(g.c.id))
             return await load_generations(tx, rows)
 
     async def batch_generations(self, batch_id: str) -> list[GenerationRow]:
         """Every generation of one /batch, in creation order."""
         async with self._db.reading() as tx:
-            rows = await tx.all(f"{_SELECT} WHERE g.batch_id = ? ORDER BY g.id", (batch_id,))
+            rows = await tx.all(_SELECT.where(g.c.batch_id == batch_id).order_by(g.c.id))
             return await load_generations(tx, rows)
 
     async def chain_lineage(self, generation_id: int, limit: int) -> list[GenerationRow]:
@@ -290,16 +309,19 @@ class GenerationsMixin(ImagesMixin):
         the last being `generation_id` (empty if it does not exist)."""
         if limit < 1:
             return []
+        start = (
+            sa.select(generations.c.id, generations.c.parent_id, sa.literal(0).label("depth"))
+            .where(generations.c.id == generation_id)
+            .cte("lineage", recursive=True)
+        )
+        p = generations.alias("p")
+        lineage = start.union_all(
+            sa.select(p.c.id, p.c.parent_id, start.c.depth + 1)
+            .join(start, p.c.id == start.c.parent_id)
+            .where(start.c.depth + 1 < limit)
+        )
         async with self._db.reading() as tx:
             rows = await tx.all(
-                "WITH RECURSIVE lineage (id, parent_id, depth) AS ("
-                " SELECT id, parent_id, 0 FROM generations WHERE id = ?"
-                " UNION ALL"
-                " SELECT p.id, p.parent_id, l.depth + 1"
-                " FROM generations p JOIN lineage l ON p.id = l.parent_id"
-                " WHERE l.depth + 1 < ?"
-                f") SELECT {GENERATION_COLUMNS}"
-                " FROM generations g JOIN lineage l ON g.id = l.id ORDER BY l.depth DESC",
-                (generation_id, limit),
+                _SELECT.join(lineage, g.c.id == lineage.c.id).order_by(lineage.c.depth.desc())
             )
             return await load_generations(tx, rows)

@@ -4,26 +4,54 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
+
 from bot.adapters.store._base import StoreBase, check_day
-from bot.adapters.store.rows import QuotaUse, UsageRow
+from bot.adapters.store.db import Tx
+from bot.adapters.store.rows import OPEN_STATUSES, QuotaUse, UsageRow
+from bot.adapters.store.tables import generations, usage_daily
 
-_DM = 0  # usage_daily.guild_id for direct messages (see the migration)
+DM = 0  # usage_daily.guild_id for direct messages (see the table)
+u = usage_daily.c
 
 
-def _filters(
-    user_id: int | None, guild_id: int | None, guild_column: str = "guild_id"
-) -> tuple[str, list[Any]]:
-    """WHERE fragments: user_id None = every user; guild_id None = every server and DMs
+def _filters(user_id: int | None, guild_id: int | None, user: Any, guild: Any) -> list[Any]:
+    """WHERE terms: user_id None = every user; guild_id None = every server and DMs
     (guild_id 0 = DMs only)."""
-    clauses: list[str] = []
-    params: list[Any] = []
+    terms: list[Any] = []
     if user_id is not None:
-        clauses.append("user_id = ?")
-        params.append(user_id)
+        terms.append(user == user_id)
     if guild_id is not None:
-        clauses.append(f"{guild_column} = ?")
-        params.append(guild_id)
-    return "".join(f" AND {c}" for c in clauses), params
+        terms.append(guild == guild_id)
+    return terms
+
+
+async def reserved_in(tx: Tx, *, user_id: int | None, guild_id: int | None, day: str) -> QuotaUse:
+    """reserved_today inside the caller's transaction (admit decides on it)."""
+    used = await tx.one(
+        sa.select(
+            sa.func.coalesce(sa.func.sum(u.images), 0).label("images"),
+            sa.func.coalesce(sa.func.sum(u.cost), 0.0).label("cost"),
+        ).where(u.day == day, *_filters(user_id, guild_id, u.user_id, u.guild_id))
+    )
+    g = generations.c
+    # generations keep NULL for DMs where usage_daily keeps 0.
+    pending = await tx.one(
+        sa.select(
+            sa.func.count().label("images"),
+            sa.func.coalesce(sa.func.sum(g.estimated_cost), 0.0).label("cost"),
+        ).where(
+            g.status.in_(OPEN_STATUSES),
+            *_filters(user_id, guild_id, g.user_id, sa.func.coalesce(g.guild_id, DM)),
+        )
+    )
+    assert used is not None and pending is not None  # aggregates always return a row
+    return QuotaUse(
+        images=int(used["images"]),
+        cost=float(used["cost"]),
+        pending_images=int(pending["images"]),
+        pending_cost=float(pending["cost"]),
+    )
 
 
 class UsageMixin(StoreBase):
@@ -42,28 +70,36 @@ class UsageMixin(StoreBase):
         if images < 0 or cost < 0:
             raise ValueError("usage cannot be negative")
         day = self._today() if day is None else check_day(day)
+        stmt = self._insert(usage_daily).values(
+            day=day, user_id=user_id, guild_id=DM if guild_id is None else guild_id,
+            model=model, images=images, cost=float(cost),
+        )  # fmt: skip
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[u.day, u.user_id, u.guild_id, u.model],
+            set_={"images": u.images + stmt.excluded.images, "cost": u.cost + stmt.excluded.cost},
+        )
         async with self._db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO usage_daily (day, user_id, guild_id, model, images, cost)"
-                " VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (day, user_id, guild_id, model) DO UPDATE"
-                " SET images = usage_daily.images + excluded.images,"
-                " cost = usage_daily.cost + excluded.cost",
-                (day, user_id, _DM if guild_id is None else guild_id, model, images, cost),
-            )
+            await tx.execute(stmt)
 
     async def usage_between(
         self, *, user_id: int | None, guild_id: int | None, first_day: str, last_day: str
     ) -> list[UsageRow]:
         """Charged usage over the inclusive day range, one row per model (by model name).
         user_id None = the whole guild; guild_id None = every server and DMs."""
-        where, params = _filters(user_id, guild_id)
-        async with self._db.reading() as tx:
-            rows = await tx.all(
-                "SELECT model, SUM(images) AS images, SUM(cost) AS cost FROM usage_daily"
-                f" WHERE day >= ? AND day <= ?{where} GROUP BY model ORDER BY model",
-                (check_day(first_day), check_day(last_day), *params),
+        query = (
+            sa.select(
+                u.model, sa.func.sum(u.images).label("images"), sa.func.sum(u.cost).label("cost")
             )
+            .where(
+                u.day >= check_day(first_day),
+                u.day <= check_day(last_day),
+                *_filters(user_id, guild_id, u.user_id, u.guild_id),
+            )
+            .group_by(u.model)
+            .order_by(u.model)
+        )
+        async with self._db.reading() as tx:
+            rows = await tx.all(query)
         return [UsageRow(str(r["model"]), int(r["images"]), float(r["cost"])) for r in rows]
 
     async def reserved_today(
@@ -73,24 +109,5 @@ class UsageMixin(StoreBase):
         plus what is queued or running and not charged yet (counted at its estimated_cost), so
         queueing ten jobs at once cannot overrun a daily limit. Same filters as usage_between."""
         day = self._today() if day is None else check_day(day)
-        used_where, used_params = _filters(user_id, guild_id)
-        # generations keep NULL for DMs where usage_daily keeps 0.
-        open_where, open_params = _filters(user_id, guild_id, "COALESCE(guild_id, 0)")
         async with self._db.reading() as tx:
-            used = await tx.one(
-                "SELECT COALESCE(SUM(images), 0) AS images, COALESCE(SUM(cost), 0) AS cost"
-                f" FROM usage_daily WHERE day = ?{used_where}",
-                (day, *used_params),
-            )
-            pending = await tx.one(
-                "SELECT COUNT(*) AS images, COALESCE(SUM(estimated_cost), 0) AS cost"
-                f" FROM generations WHERE status IN ('queued', 'running'){open_where}",
-                open_params,
-            )
-        assert used is not None and pending is not None  # aggregates always return a row
-        return QuotaUse(
-            images=int(used["images"]),
-            cost=float(used["cost"]),
-            pending_images=int(pending["images"]),
-            pending_cost=float(pending["cost"]),
-        )
+            return await reserved_in(tx, user_id=user_id, guild_id=guild_id, day=day)

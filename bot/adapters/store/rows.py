@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 GENERATION_KINDS = frozenset(
@@ -12,6 +14,7 @@ OPEN_STATUSES = ("queued", "running")
 FAILED_STATUSES = ("failed", "blocked", "cancelled")
 GENERATION_STATUSES = (*OPEN_STATUSES, "done", *FAILED_STATUSES)
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted")
+JOB_FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
 # Settings the features use today; the tables accept any identifier-like key.
 USER_SETTING_KEYS = ("model", "size", "aspect", "private", "threads")
@@ -96,6 +99,102 @@ class JobRow:
     payload: dict[str, Any]
     created_at: float
     updated_at: float
+    guild_id: int | None = None
+    lane: str | None = None  # serial lane ("chain:42")
+    group_id: str | None = None  # jobs admitted together (a batch)
+    lease_owner: str | None = None  # the worker running it
+    lease_expires_at: float | None = None
+    attempts: int = 0  # times claimed: above 1, a worker died (or let go) running it
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """One generation and its job, for `Store.admit` (the fields of create_generation, plus the
+    job's payload and serial lane)."""
+
+    channel_id: int
+    kind: str
+    spec: dict[str, Any]
+    model: str
+    size: str
+    aspect: str
+    summary: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    input_images: Sequence[str] = ()
+    chain_id: int | None = None
+    parent_id: int | None = None
+    batch_id: str | None = None
+    private: bool = False
+    estimated_cost: float = 0.0
+    lane: str | None = None
+
+
+@dataclass(frozen=True)
+class AdmitLimits:
+    """What `Store.admit` enforces; None = no such limit. The quota figures are today's
+    (bot.quotas.limits_for: the server's /quota settings, else the configured defaults)."""
+
+    max_queued_per_user: int | None = None  # waiting (not yet running) jobs, across servers
+    images_per_user: int | None = None  # per UTC day, in this server
+    dollars_per_user: float | None = None  # per UTC day, in this server
+    dollars_guild: float | None = None  # per UTC day, everyone in this server together
+
+
+@dataclass(frozen=True)
+class Admitted:
+    generation_ids: tuple[int, ...]
+    job_ids: tuple[int, ...]  # in the order of the request's jobs
+    group_id: str | None
+
+
+class RefusalKind(StrEnum):
+    QUEUED = "queued"  # the user's waiting-jobs limit
+    USER_IMAGES = "user_images"
+    USER_DOLLARS = "user_dollars"
+    GUILD_DOLLARS = "guild_dollars"
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Why `Store.admit` said no, with the numbers a message needs. Nothing was recorded."""
+
+    kind: RefusalKind
+    limit: float
+    used: float  # counted now: jobs waiting, or images/dollars charged today plus in flight
+    requested: float  # what the request would add
+    pending_images: int = 0  # of `used`, images still queued or running
+
+    @property
+    def left(self) -> float:
+        return max(0.0, self.limit - self.used)
+
+
+@dataclass(frozen=True)
+class RecoveredJobs:
+    """Running jobs whose lease ran out (their worker died or stalled), put back in line."""
+
+    requeued: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GeminiSlot:
+    """A Gemini call this process may make now; release it when the call ends."""
+
+    id: int
+    model: str
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class GeminiBusy:
+    """No slot now. `reason`: "in_flight" (too many calls running) or "per_minute"."""
+
+    reason: str
+    retry_after: float  # seconds until a slot may free (an estimate; at least 0)
 
 
 @dataclass(frozen=True)

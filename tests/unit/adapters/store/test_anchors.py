@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 
 from bot.adapters.store import AnchorExistsError, ImageMissingError, Store
+from tests.unit.adapters.store.conftest import Backend, bytes_stored
 
 ALICE, BOB = 111, 222
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.db")
-    yield s
-    await s.close()
+async def store(backend: Backend) -> Store:
+    return await backend.open()
 
 
 async def _save(store: Store, owner: int, name: str, image: bytes, kind: str = "face") -> str:
@@ -105,9 +101,7 @@ async def test_autocomplete_by_prefix(store: Store) -> None:
     assert await store.anchor_names(ALICE, "q") == []
 
 
-async def test_deleting_keeps_bytes_still_referenced_elsewhere(
-    store: Store, tmp_path: Path
-) -> None:
+async def test_deleting_keeps_bytes_still_referenced_elsewhere(store: Store) -> None:
     shared = await _save(store, ALICE, "one", b"shared face")
     await _save(store, BOB, "copy", b"shared face")  # same bytes, same sha
     used = await _save(store, ALICE, "used", b"used face")
@@ -116,12 +110,10 @@ async def test_deleting_keeps_bytes_still_referenced_elsewhere(
         size="1K", aspect="1:1", summary="s", input_images=[used],
     )  # fmt: skip
     assert gen > 0
-    path = tmp_path / "images" / shared[:2] / shared
-
     assert await store.delete_anchor(ALICE, "one")
-    assert path.is_file()  # Bob's anchor still holds it
+    assert await bytes_stored(store, shared)  # Bob's anchor still holds it
     assert await store.delete_anchor(BOB, "copy")
-    assert not path.exists()
+    assert not await bytes_stored(store, shared)
     assert await store.get_image(shared) is None
 
     assert await store.delete_anchor(ALICE, "used")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot.adapters.store import Store
+from tests.unit.adapters.store.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[4]
 MODEL = "gemini-3-pro-image"
@@ -46,8 +47,8 @@ async def test_pragmas(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_fifty_concurrent_writers(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "bot.db")
+async def test_fifty_concurrent_writers(backend: Backend) -> None:
+    store = await backend.open()
 
     async def writer(i: int) -> tuple[int, str]:
         user = 1000 + i % 5
@@ -88,12 +89,11 @@ async def test_fifty_concurrent_writers(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_two_processes_worth_of_connections_do_not_lose_updates(tmp_path: Path) -> None:
-    """Two stores on one file (as a CLI render beside the bot would be) serialise their
-    writes through SQLite's lock and busy timeout: no update is lost."""
-    path = tmp_path / "bot.db"
-    first = await Store.open(path)
-    second = await Store.open(path)
+async def test_two_processes_worth_of_connections_do_not_lose_updates(backend: Backend) -> None:
+    """Two stores on one database (two bot processes on PostgreSQL, or a CLI render beside
+    the bot on SQLite, serialised by its lock and busy timeout): no update is lost."""
+    first = await backend.open()
+    second = await backend.open()
     try:
         await asyncio.gather(
             *(
@@ -111,9 +111,8 @@ async def test_two_processes_worth_of_connections_do_not_lose_updates(tmp_path: 
         await second.close()
 
 
-async def test_close_and_reopen_keeps_everything(tmp_path: Path) -> None:
-    path = tmp_path / "data" / "bot.db"
-    store = await Store.open(path)
+async def test_close_and_reopen_keeps_everything(backend: Backend) -> None:
+    store = await backend.open()
     sha = await store.put_image(b"face", "image/png")
     out = await store.put_image(b"out", "image/webp")
     root = await store.create_generation(**_generation_args(7, [sha]))
@@ -122,7 +121,8 @@ async def test_close_and_reopen_keeps_everything(tmp_path: Path) -> None:
         **{
             **_finish_args(out),
             "model_content": {
-                "role": "model", "parts": [{"text": "t", "thought_signature": "c2ln"}],
+                "role": "model",
+                "parts": [{"text": "t", "thought_signature": "c2ln"}],
             },
         },
     )
@@ -158,10 +158,12 @@ async def test_close_and_reopen_keeps_everything(tmp_path: Path) -> None:
     before = await snapshot(store)
     await store.close()
     await store.close()  # closing twice is harmless
-    # The WAL was folded into the main file: the .db alone holds everything.
-    wal = path.parent / "bot.db-wal"
-    assert not wal.exists() or wal.stat().st_size == 0
-    reopened = await Store.open(path)
+    with pytest.raises(RuntimeError, match="closed"):  # and a closed store says so
+        await store.get_user_settings(7)
+    if backend.is_sqlite:  # the WAL was folded into the main file: the .db alone holds all
+        wal = backend.path.parent / "bot.db-wal"
+        assert not wal.exists() or wal.stat().st_size == 0
+    reopened = await backend.open()
     try:
         assert await snapshot(reopened) == before
         assert all(item not in (None, [], {}) for item in before)

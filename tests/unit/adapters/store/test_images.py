@@ -1,22 +1,25 @@
-"""Images: content-addressed files, model-content bytes kept out of the DB, retention."""
+"""Images: content-addressed bytes (files beside SQLite, image_blobs on PostgreSQL),
+model-content bytes kept out of the generation rows, retention."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from google.genai import types
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.adapters.store import Store
 from bot.adapters.store.content import dehydrate, hydrate, references
+from bot.adapters.store.tables import generations, image_blobs, images
+from tests.unit.adapters.store.conftest import Backend, bytes_stored
 
 DAY = 86_400.0
 T0 = 1_700_000_000.0
@@ -36,10 +39,21 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+async def store(backend: Backend, clock: Clock) -> Store:
+    return await backend.open(clock=clock)
+
+
+@pytest.fixture
+async def file_store(tmp_path: Path, clock: Clock) -> AsyncIterator[Store]:
+    """SQLite with its image files: for what only files can do (be truncated, be swept)."""
     s = await Store.open(tmp_path / "data" / "bot.db", clock=clock)
     yield s
     await s.close()
+
+
+async def _count(store: Store, table: sa.Table) -> int:
+    async with store.database.reading() as tx:
+        return int(await tx.scalar(sa.select(sa.func.count()).select_from(table)))
 
 
 def png(tag: str, size: int = 64) -> bytes:
@@ -47,18 +61,46 @@ def png(tag: str, size: int = 64) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + tag.encode() * size
 
 
-async def test_put_get_is_content_addressed_and_idempotent(store: Store, tmp_path: Path) -> None:
+async def test_put_get_is_content_addressed_and_idempotent(
+    store: Store, backend: Backend, tmp_path: Path
+) -> None:
     data = png("cat", 10_000)
     sha = await store.put_image(data, "image/png")
     assert sha == hashlib.sha256(data).hexdigest()
     assert await store.put_image(data, "image/png") == sha
     assert await store.get_image(sha) == (data, "image/png")
-    path = tmp_path / "data" / "images" / sha[:2] / sha
-    assert path.read_bytes() == data
-    assert [p.name for p in path.parent.iterdir()] == [sha]  # no temporary files left behind
-    with sqlite3.connect(tmp_path / "data" / "bot.db") as conn:
-        assert conn.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
-    conn.close()
+    assert await store.has_image(sha)
+    assert await _count(store, images) == 1
+    if backend.is_sqlite:  # files beside the database, none in it
+        path = tmp_path / "data" / "images" / sha[:2] / sha
+        assert path.read_bytes() == data
+        assert [p.name for p in path.parent.iterdir()] == [sha]  # no temporary files left
+        assert await _count(store, image_blobs) == 0
+    else:  # PostgreSQL: the bytes live in the database, no disk needed
+        assert store.images_dir is None and store.images_in_database
+        assert await _count(store, image_blobs) == 1
+
+
+@pytest.mark.parametrize("mode", ["files", "database"])
+async def test_either_engine_keeps_bytes_either_way(
+    backend: Backend, tmp_path: Path, mode: str
+) -> None:
+    """The byte store is one switch: SQLite can keep them in the table, PostgreSQL in files
+    (a shared disk); the same code serves all four."""
+    images_dir = tmp_path / "shared-disk" if mode == "files" else None
+    store = await backend.open(image_bytes=mode, images_dir=images_dir, clock=Clock(T0))
+    data = png("either", 1000)
+    sha = await store.put_image(data, "image/webp")
+    assert await store.get_image(sha) == (data, "image/webp")
+    assert await bytes_stored(store, sha)
+    assert (await _count(store, image_blobs) == 1) == (mode == "database")
+    gen = await _generation(store, inputs=[sha])
+    await _done(store, gen)
+    assert await store.purge_expired_images(retention_days=1, now=T0 + 3 * DAY) == 1
+    assert await store.get_image(sha) is None and not await store.has_image(sha)
+    assert not await bytes_stored(store, sha)
+    await store.put_image(data, "image/webp")  # putting it again revives it
+    assert await store.get_image(sha) == (data, "image/webp")
 
 
 async def test_get_image_of_unknown_or_malformed_sha(store: Store) -> None:
@@ -69,13 +111,15 @@ async def test_get_image_of_unknown_or_malformed_sha(store: Store) -> None:
         await store.put_image(b"", "image/png")
 
 
-async def test_a_missing_or_truncated_file_reads_as_none(store: Store, tmp_path: Path) -> None:
+async def test_a_missing_or_truncated_file_reads_as_none(file_store: Store, tmp_path: Path) -> None:
+    store = file_store
     sha = await store.put_image(png("x"), "image/png")
     path = tmp_path / "data" / "images" / sha[:2] / sha
     path.write_bytes(b"half")
     assert await store.get_image(sha) is None
     path.unlink()
     assert await store.get_image(sha) is None
+    assert not await store.has_image(sha)
     await store.put_image(png("x"), "image/png")  # putting it again repairs it
     assert await store.get_image(sha) == (png("x"), "image/png")
 
@@ -137,7 +181,7 @@ async def _generation(store: Store, *, inputs: Sequence[str] = (), user: int = 1
     )  # fmt: skip
 
 
-async def test_model_content_is_stored_without_image_bytes(store: Store, tmp_path: Path) -> None:
+async def test_model_content_is_stored_without_image_bytes(store: Store) -> None:
     image = png("result", 50_000)
     turn = _model_turn(image)
     gen = await _generation(store)
@@ -150,9 +194,8 @@ async def test_model_content_is_stored_without_image_bytes(store: Store, tmp_pat
     assert "data" not in blob and blob["data_sha256"] == out
     signature = row.model_content["parts"][2]["thought_signature"]
     assert signature == turn["parts"][2]["thought_signature"]
-    with sqlite3.connect(tmp_path / "data" / "bot.db") as conn:
-        stored = conn.execute("SELECT model_content FROM generations").fetchone()[0]
-    conn.close()
+    async with store.database.reading() as tx:
+        stored = await tx.scalar(sa.select(generations.c.model_content))
     assert len(stored) < 1000  # not 66 KB of base64
 
     # A forgotten hydrate fails loudly, a hydrated one is the model's turn unchanged.

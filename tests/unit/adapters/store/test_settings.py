@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from bot.adapters.store import QuotaUse, Store, UsageRow
+from tests.unit.adapters.store.conftest import Backend
 
 NOW = datetime(2026, 3, 14, 23, 59, tzinfo=UTC).timestamp()
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "bot.db", clock=lambda: NOW)
-    yield s
-    await s.close()
+async def store(backend: Backend) -> Store:
+    return await backend.open(clock=lambda: NOW)
 
 
 async def test_guild_templates_are_per_guild_and_upserted(store: Store) -> None:
@@ -115,9 +112,7 @@ async def test_usage_by_user_guild_model_and_day(store: Store) -> None:
 async def test_reserved_today_counts_charged_and_in_flight(store: Store) -> None:
     pro = "gemini-3-pro-image"
     await store.record_usage(user_id=1, guild_id=100, model=pro, images=2, cost=0.5)
-    await store.record_usage(
-        user_id=1, guild_id=100, model=pro, images=9, cost=9, day="2026-03-13"
-    )
+    await store.record_usage(user_id=1, guild_id=100, model=pro, images=9, cost=9, day="2026-03-13")
 
     async def queue(user: int, guild: int | None, estimate: float) -> int:
         return await store.create_generation(
@@ -151,8 +146,15 @@ async def test_reserved_today_counts_charged_and_in_flight(store: Store) -> None
 async def test_jobs_for_restart_recovery(store: Store) -> None:
     gens = [
         await store.create_generation(
-            user_id=1, guild_id=None, channel_id=1, kind="imagine", spec={}, model="m",
-            size="1K", aspect="1:1", summary="",
+            user_id=1,
+            guild_id=None,
+            channel_id=1,
+            kind="imagine",
+            spec={},
+            model="m",
+            size="1K",
+            aspect="1:1",
+            summary="",
         )
         for _ in range(3)
     ]
