@@ -182,7 +182,7 @@ class JobsMixin(StoreBase):
         can never together pass a limit. All of the request's jobs are recorded, or none.
 
         Quotas count what was charged today plus every queued/running generation at its
-        estimated cost (as bot.quotas.check_quota). A request of several jobs gets a group id
+        estimated cost (as bot.core.quotas.check_quota). A request of several jobs gets a group id
         (`group_id`, or a new one). Returns the ids, or `Refused` naming the first limit that
         says no (waiting jobs, then images, dollars, the server's budget)."""
         items = list(jobs)
@@ -428,7 +428,7 @@ class JobsMixin(StoreBase):
 
     async def queue_positions(self) -> dict[int, int]:
         """Every waiting job's place in line (1 = next), in the order round-robin would start
-        them (ignoring limits and lanes), as bot.jobs shows "3rd in line"."""
+        them (ignoring limits and lanes), as the queue shows "3rd in line"."""
         async with self._db.reading() as tx:
             waiting = await tx.all(
                 sa.select(j.id, j.user_id, job_turns.c.served)

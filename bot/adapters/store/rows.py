@@ -135,7 +135,7 @@ class NewJob:
 @dataclass(frozen=True)
 class AdmitLimits:
     """What `Store.admit` enforces; None = no such limit. The quota figures are today's
-    (bot.quotas.limits_for: the server's /quota settings, else the configured defaults)."""
+    (bot.core.quotas.limits_for: the server's /quota settings, else the configured defaults)."""
 
     max_queued_per_user: int | None = None  # waiting (not yet running) jobs, across servers
     images_per_user: int | None = None  # per UTC day, in this server

@@ -30,7 +30,7 @@ from bot.adapters.store import (
     Store,
 )
 from bot.adapters.store.tables import generations, jobs
-from bot.jobs import Job, JobQueue
+from bot.core.jobs import Job, JobQueue
 from tests.unit.adapters.store.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -206,7 +206,7 @@ async def test_concurrent_admits_never_overspend_the_servers_budget(backend: Bac
     assert all(n <= 3 for n in per_user.values())  # 2 per admitted batch, never above 3
 
 
-# -- claim: the same choices as bot.jobs.JobQueue ----------------------------------------------
+# -- claim: the same choices as bot.core.jobs.JobQueue ----------------------------------------------
 
 
 async def test_round_robin_least_recently_served_first(store: Store) -> None:
@@ -252,7 +252,7 @@ async def test_a_lane_runs_one_job_at_a_time_in_order(store: Store) -> None:
 @pytest.mark.parametrize("seed", range(4))
 async def test_claims_match_the_in_memory_queue(store: Store, seed: int) -> None:
     """A random script of submissions (users, lanes, batches) and finishes, played against
-    bot.jobs.JobQueue and against the store: the same jobs start, in the same order."""
+    bot.core.jobs.JobQueue and against the store: the same jobs start, in the same order."""
     rng = random.Random(seed)
     concurrency, per_user = rng.randint(1, 4), rng.randint(1, 3)
     queue = JobQueue(
