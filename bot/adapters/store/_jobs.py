@@ -49,7 +49,7 @@ from bot.adapters.store.rows import (
     RefusalKind,
     Refused,
 )
-from bot.adapters.store.tables import generations, job_turns
+from bot.adapters.store.tables import generations, intake, job_turns
 from bot.adapters.store.tables import jobs as jobs_table
 
 # Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
@@ -77,6 +77,7 @@ def _job(r: Record) -> JobRow:
         started_at=r["started_at"],
         finished_at=r["finished_at"],
         error=r["error"],
+        posting=bool(r["posting"]),
     )
 
 
@@ -95,7 +96,7 @@ def _next_job_query(max_running_per_user: int) -> sa.Select[Any]:
     q, r = jobs_table.alias("q"), jobs_table.alias("r")
     user_running = (
         sa.select(sa.func.count())
-        .where(r.c.status == "running", r.c.user_id == j.user_id)
+        .where(r.c.status == "running", r.c.posting == 0, r.c.user_id == j.user_id)
         .scalar_subquery()
     )
     lane_busy = sa.exists().where(r.c.status == "running", r.c.lane == j.lane)
@@ -176,6 +177,7 @@ class JobsMixin(StoreBase):
         jobs: Sequence[NewJob],
         limits: AdmitLimits,
         group_id: str | None = None,
+        intake_id: int | None = None,
     ) -> Admitted | Refused:
         """Check the user's waiting-jobs limit and today's quotas, and record the generations
         and their queued jobs — in ONE transaction, so concurrent requests (in any process)
@@ -184,7 +186,10 @@ class JobsMixin(StoreBase):
         Quotas count what was charged today plus every queued/running generation at its
         estimated cost (as bot.core.quotas.check_quota). A request of several jobs gets a group id
         (`group_id`, or a new one). Returns the ids, or `Refused` naming the first limit that
-        says no (waiting jobs, then images, dollars, the server's budget)."""
+        says no (waiting jobs, then images, dollars, the server's budget).
+
+        `intake_id`: the request's intake record, deleted in the same transaction when it is
+        admitted (so a request is never both lost and admitted twice)."""
         items = list(jobs)
         if not items:
             raise ValueError("admit needs at least one job")
@@ -222,6 +227,8 @@ class JobsMixin(StoreBase):
                 )  # fmt: skip
                 generation_ids.append(generation_id)
                 job_ids.append(job_id)
+            if intake_id is not None:
+                await tx.execute(sa.delete(intake).where(intake.c.id == intake_id))
         return Admitted(tuple(generation_ids), tuple(job_ids), group_id)
 
     @staticmethod
@@ -287,7 +294,8 @@ class JobsMixin(StoreBase):
             await tx.lock("jobs:claim")
             now = self._now()
             await self._requeue_expired(tx, now)
-            if await _count(tx, j.status == "running") >= concurrency:
+            # The limit is for Gemini: a job storing and uploading its result takes no slot.
+            if await _count(tx, j.status == "running", j.posting == 0) >= concurrency:
                 return None
             while True:
                 pick = await tx.one(_next_job_query(max_running_per_user))
@@ -320,6 +328,25 @@ class JobsMixin(StoreBase):
             row = await tx.one(_SELECT.where(j.id == job_id))
         assert row is not None
         return _job(row)
+
+    async def job_posting(self, job_id: int, worker_id: str) -> bool:
+        """The job's Gemini call has returned: it keeps its lease and lane while its result is
+        stored and uploaded, but no longer counts against the concurrency limit."""
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(
+                sa.update(jobs_table)
+                .where(j.id == job_id, j.status == "running", j.lease_owner == worker_id)
+                .values(posting=1, updated_at=self._now())
+            )
+        return changed == 1
+
+    async def job_for_generation(self, generation_id: int) -> JobRow | None:
+        """The latest job of a generation (a retry or resume may have made several)."""
+        async with self._db.reading() as tx:
+            row = await tx.one(
+                _SELECT.where(j.generation_id == generation_id).order_by(j.id.desc()).limit(1)
+            )
+        return None if row is None else _job(row)
 
     async def renew_lease(self, job_id: int, worker_id: str, *, lease_seconds: float) -> bool:
         """Extend a running job's lease. False if `worker_id` no longer holds it (its lease ran
@@ -366,7 +393,13 @@ class JobsMixin(StoreBase):
             changed = await tx.execute(
                 sa.update(jobs_table)
                 .where(j.id == job_id, j.status == "running", j.lease_owner == worker_id)
-                .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    posting=0,
+                    updated_at=now,
+                )
             )
         return changed == 1
 
@@ -420,7 +453,13 @@ class JobsMixin(StoreBase):
             await tx.execute(
                 sa.update(jobs_table)
                 .where(j.id.in_(expired), j.status == "running", j.lease_expires_at <= now)
-                .values(status="queued", lease_owner=None, lease_expires_at=None, updated_at=now)
+                .values(
+                    status="queued",
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    posting=0,
+                    updated_at=now,
+                )
             )
         return expired
 

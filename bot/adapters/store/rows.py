@@ -108,6 +108,18 @@ class JobRow:
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
+    posting: bool = False  # past its Gemini call: storing and uploading the result
+
+
+@dataclass(frozen=True)
+class IntakeRow:
+    """A request acknowledged but not yet admitted (see Store.receive)."""
+
+    id: int
+    user_id: int
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
 
 
 @dataclass(frozen=True)

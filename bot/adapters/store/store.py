@@ -23,6 +23,7 @@ from bot.adapters.store._base import Clock
 from bot.adapters.store._chains import ChainsMixin
 from bot.adapters.store._generations import GenerationsMixin
 from bot.adapters.store._guilds import GuildsMixin
+from bot.adapters.store._intake import IntakeMixin
 from bot.adapters.store._jobs import JobsMixin
 from bot.adapters.store._limiter import LimiterMixin
 from bot.adapters.store._usage import UsageMixin
@@ -36,7 +37,14 @@ ImageBytes = Literal["files", "database"]
 
 
 class Store(
-    GenerationsMixin, ChainsMixin, AnchorsMixin, GuildsMixin, UsageMixin, JobsMixin, LimiterMixin
+    GenerationsMixin,
+    ChainsMixin,
+    AnchorsMixin,
+    GuildsMixin,
+    UsageMixin,
+    JobsMixin,
+    LimiterMixin,
+    IntakeMixin,
 ):
     """Everything the bot keeps. Open with `await Store.open(path_or_url)`; close when done."""
 

@@ -245,6 +245,8 @@ jobs = sa.Table(
     sa.Column("started_at", TIME),
     sa.Column("finished_at", TIME),
     sa.Column("error", sa.Text),
+    # 0003: past its Gemini call (storing, uploading): no longer counts against concurrency
+    sa.Column("posting", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.CheckConstraint(
         "status IN ('queued', 'running', 'done', 'failed', 'cancelled', 'interrupted')",
         name="jobs_status",
@@ -255,6 +257,22 @@ jobs = sa.Table(
     sa.Index("jobs_lane_queue", "lane", "status", "id"),
     sa.Index("jobs_lease", "status", "lease_expires_at"),
     sa.Index("jobs_group", "group_id"),
+    sqlite_autoincrement=True,
+)
+
+# Requests acknowledged but not yet admitted (0003): recorded with the acknowledgement, deleted
+# by the admission; a row whose lease ran out is taken over by a live process.
+intake = sa.Table(
+    "intake",
+    metadata,
+    _id(),
+    sa.Column("user_id", DISCORD_ID, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # JSON
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_expires_at", TIME),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Index("intake_lease", "lease_expires_at"),
     sqlite_autoincrement=True,
 )
 
