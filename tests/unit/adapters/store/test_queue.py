@@ -276,7 +276,7 @@ async def test_claims_match_the_in_memory_queue(store: Store, seed: int) -> None
     memory_started: list[int] = []  # script indexes, in start order
 
     def runner(index: int) -> Any:
-        async def run(_job: Job) -> None:
+        async def run(_job: Any) -> None:
             memory_started.append(index)
             await releases[index].wait()
 
@@ -285,7 +285,7 @@ async def test_claims_match_the_in_memory_queue(store: Store, seed: int) -> None
     await queue.start()
     store_ids: dict[int, int] = {}  # store job id -> script index
     store_started: list[int] = []
-    memory_jobs: dict[int, Job] = {}
+    memory_jobs: dict[int, Any] = {}
     index = 0
     running_indexes: list[int] = []
     try:
