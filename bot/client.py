@@ -21,15 +21,14 @@ from bot.adapters.gemini import GeminiClient
 from bot.adapters.prompts import SpecError, load_templates
 from bot.adapters.store import Store
 from bot.config import Settings
-from bot.core.jobs import JobQueue
 from bot.core.metrics import Metrics
 from bot.presentation.buttons import ActionButton, ActionRegistry
 from bot.presentation.replies import report_error
+from bot.services.batches import BatchSheets
 from bot.services.chains import Chains
 from bot.services.generation import Generator
 from bot.services.health import HealthChecks, HealthServer
 from bot.services.posting import ResultPoster
-from bot.services.recovery import RecoveryService
 from bot.services.requests import RequestService
 from bot.services.templates import TemplateCatalog
 
@@ -63,21 +62,27 @@ class NanoTree(app_commands.CommandTree["NanoBananaBot"]):
         await report_error(interaction, error, where=f"/{where}")
 
 
-class NanoBananaBot(commands.Bot):
+class NanoBananaBot(commands.AutoShardedBot):
+    """Runs SHARD_IDS of SHARD_COUNT gateway shards (unset: Discord's recommended count, all
+    here). Any process on the same database may run any job, whoever received it."""
+
     store: Store
     gemini: GeminiClient
-    queue: JobQueue
     poster: ResultPoster
     generator: Generator
     chains: Chains
-    recovery: RecoveryService
     requests: RequestService
     templates: TemplateCatalog
+    sheets: BatchSheets
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         intents = discord.Intents.default()
         intents.message_content = True
         options.setdefault("guild_ready_timeout", 2.0)
+        if settings.shard_count is not None:
+            options.setdefault("shard_count", settings.shard_count)
+            if settings.shard_ids:
+                options.setdefault("shard_ids", list(settings.shard_ids))
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -91,20 +96,12 @@ class NanoBananaBot(commands.Bot):
         self.metrics = Metrics()
         self.health: HealthServer | None = None
         self._maintenance: asyncio.Task[None] | None = None
-        self._recovered = False
         self._shutdown: asyncio.Task[None] | None = None
-        self._recovery: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         s = self.settings
-        self.store = await Store.open(s.database_path)
+        self.store = await Store.open(s.database)
         self.gemini = GeminiClient(s)
-        self.queue = JobQueue(
-            concurrency=s.max_concurrent_jobs,
-            max_running_per_user=s.max_running_per_user,
-            max_queued_per_user=s.max_queued_per_user,
-        )
-        await self.queue.start()
         builtin = {}
         try:
             builtin = load_templates(s.templates_dir)
@@ -115,20 +112,21 @@ class NanoBananaBot(commands.Bot):
         self.generator = Generator(
             store=self.store,
             settings=s,
-            queue=self.queue,
             gemini=self.gemini,
             poster=self.poster,
+            client=self,
             metrics=self.metrics,
         )
+        self.sheets = BatchSheets(store=self.store, client=self, worker_id=self.generator.worker_id)
+        self.generator.group_ended = self.sheets.group_ended
         self.chains = Chains(store=self.store, settings=s, generator=self.generator, client=self)
-        self.recovery = RecoveryService(
+        self.requests = RequestService(
             store=self.store,
             settings=s,
             generator=self.generator,
-            poster=self.poster,
             client=self,
+            fetch=self.http.get_from_cdn,
         )
-        self.requests = RequestService(store=self.store, settings=s, generator=self.generator)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(ActionButton)
@@ -138,17 +136,21 @@ class NanoBananaBot(commands.Bot):
             )
             await self.health.start()
         await self.sync_commands()
+        # Jobs queued by any process (this one before a restart included) start now.
+        self.generator.start()
+        self.requests.start()
         self._maintenance = asyncio.create_task(self._maintain())
 
     def _health_checks(self) -> HealthChecks:
-        async def job_counts() -> dict[str, int]:
-            return {"queued": self.queue.queued_count, "running": self.queue.running_count}
+        def gateway() -> bool:
+            shards = self.shards.values()
+            return not self.is_closed() and bool(shards) and not any(s.is_closed() for s in shards)
 
         return HealthChecks(
             ready=self.is_ready,
-            gateway=lambda: not self.is_closed() and self.is_ready() and self.ws is not None,
+            gateway=gateway,
             database=self.store.ping,
-            job_counts=job_counts,
+            job_counts=self.store.job_counts,
         )
 
     async def sync_commands(self) -> None:
@@ -163,12 +165,13 @@ class NanoBananaBot(commands.Bot):
             log.info("commands synced globally")
 
     async def on_ready(self) -> None:
-        log.info("logged in as %s (%s)", self.user, getattr(self.user, "id", "?"))
-        if not self._recovered:
-            self._recovered = True
-            # Our own task, so that a shutdown can stop it before the store closes.
-            self._recovery = asyncio.create_task(self.recovery.recover())
-            await asyncio.shield(self._recovery)
+        log.info(
+            "logged in as %s (%s), shards %s of %s",
+            self.user,
+            getattr(self.user, "id", "?"),
+            sorted(self.shards),
+            self.shard_count,
+        )
 
     async def _maintain(self) -> None:
         """Retention: image bytes of inactive results past the retention period go."""
@@ -185,7 +188,7 @@ class NanoBananaBot(commands.Bot):
 
     async def close(self) -> None:
         """Stop cleanly, once, however many times it is called (SIGTERM, then __aexit__):
-        running jobs stay open in the store and resume on the next start."""
+        running jobs go back in line and resume in the next process to claim them."""
         if self._shutdown is None:
             self._shutdown = asyncio.create_task(self._close_everything())
         await asyncio.shield(self._shutdown)
@@ -193,22 +196,11 @@ class NanoBananaBot(commands.Bot):
     async def _close_everything(self) -> None:
         if self._maintenance is not None:
             self._maintenance.cancel()
-        if self._recovery is not None and not self._recovery.done():
-            # What it has not handled yet stays open in the store for the next start.
-            self._recovery.cancel()
-            await asyncio.wait({self._recovery})
-        if hasattr(self, "queue"):
-            if hasattr(self, "generator"):
-                self.generator.shutting_down = True
-            interrupted = await self.queue.stop(grace=2.0)
-            if interrupted:
-                log.info(
-                    "%d jobs interrupted by shutdown; they resume on next start", len(interrupted)
-                )
-            if hasattr(self, "generator"):
-                await self.generator.settle()
-            if hasattr(self, "recovery"):
-                await self.recovery.stop()
+        if hasattr(self, "requests"):
+            await self.requests.stop()
+        if hasattr(self, "generator"):
+            # Jobs held here go back in line; any process (this one restarted) resumes them.
+            await self.generator.stop(grace=2.0)
         await super().close()
         if self.health is not None:
             await self.health.stop()

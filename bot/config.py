@@ -315,6 +315,11 @@ class Settings(BaseSettings):
     max_running_per_user: int = Field(default=2, ge=1)
     max_queued_per_user: int = Field(default=10, ge=1)
     progress_interval_seconds: float = Field(default=3.0, gt=0)
+    # A worker renews its jobs' leases every third of this; a job whose process died goes
+    # back in line once its lease runs out, and any live process resumes it.
+    job_lease_seconds: float = Field(default=20.0, ge=1)
+    # How often a process looks for work other processes queued (its own wakes it at once).
+    job_poll_seconds: float = Field(default=0.5, gt=0, le=10)
 
     # Gemini client
     gemini_max_in_flight: int = Field(default=8, ge=1)

@@ -9,3 +9,7 @@ class UserError(Exception):
 
 class QuotaExceeded(UserError):
     pass
+
+
+class QueueFull(UserError):
+    """The user already has as many requests waiting as they may."""

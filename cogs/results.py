@@ -196,7 +196,7 @@ class Results(commands.Cog):
         gen = await bot.store.get_generation(gid)
         if gen is not None and gen.user_id != interaction.user.id:
             raise UserError("Only the person who asked for this can cancel it.")
-        if bot.generator.cancel(gid):
+        if await bot.generator.cancel(gid):
             await interaction.response.send_message(
                 "Cancelled. Nothing was charged.", ephemeral=True
             )

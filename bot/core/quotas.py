@@ -1,30 +1,31 @@
-"""Daily budgets: per-user image and dollar limits and a server-wide dollar budget.
+"""Daily budgets and queue room: what a request may add, decided by the database.
 
-Only successful generations are recorded as usage, so blocked and failed calls never count.
-Jobs still waiting or running count at their estimated cost, so a batch cannot overshoot.
-Days are UTC days: every limit resets at 00:00 UTC.
+Per-user image and dollar limits and a server-wide dollar budget (set with /quota, else the
+configured defaults), and each user's limit on waiting jobs. The store decides them in the
+same transaction that records the request (`Store.admit`), so racing requests, in any number
+of processes, can never together pass a limit; `precheck` asks the same question read-only,
+to refuse before anything is acknowledged or shown. This module turns the store's answer
+(`Refused`, with its numbers) into the message the user reads.
+
+Only successful generations are charged, so blocked and failed calls never count. Jobs still
+waiting or running count at their estimated cost, so a batch cannot overshoot. Days are UTC
+days: every limit resets at 00:00 UTC.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import weakref
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bot.adapters.store import AdmitLimits, RefusalKind, Refused
 from bot.config import Settings, estimate_cost
-from bot.errors import QuotaExceeded
+from bot.errors import QueueFull, QuotaExceeded, UserError
 
 if TYPE_CHECKING:
     from bot.adapters.prompts import PreparedSpec
     from bot.adapters.store import Store
-
-# Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
-_EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -80,55 +81,58 @@ async def limits_for(store: Store, settings: Settings, guild_id: int | None) -> 
     )
 
 
-async def check_quota(
-    store: Store,
-    settings: Settings,
-    *,
-    user_id: int,
-    guild_id: int | None,
-    images: int,
-    cost: float,
-) -> None:
-    """Raise QuotaExceeded (saying when it resets) if these images would pass a limit.
-
-    Counts what was charged today plus what is queued or running (at its estimated cost)."""
+async def admit_limits(store: Store, settings: Settings, guild_id: int | None) -> AdmitLimits:
+    """Everything Store.admit enforces for a request in this server."""
     limits = await limits_for(store, settings, guild_id)
-    if not limits.any:
-        return
-    mine = await store.reserved_today(user_id=user_id, guild_id=guild_id)
-    pending = (
-        f" ({mine.pending_images} of them still being made)" if mine.pending_images else ""
+    return AdmitLimits(
+        max_queued_per_user=settings.max_queued_per_user,
+        images_per_user=limits.images_per_user,
+        dollars_per_user=limits.dollars_per_user,
+        dollars_guild=limits.dollars_guild if guild_id is not None else None,
     )
-    if limits.images_per_user is not None:
-        limit = limits.images_per_user
-        if mine.total_images + images > limit:
-            left = max(0, limit - mine.total_images)
-            raise QuotaExceeded(
-                f"That is over your daily limit of {limit} images: {mine.total_images} used "
-                f"today{pending}, {left} left, and this needs {images}. "
-                f"Your quota {resets_text()}."
-            )
-    if limits.dollars_per_user is not None:
-        limit_d = limits.dollars_per_user
-        if mine.total_cost + cost > limit_d + _EPSILON:
-            raise QuotaExceeded(
-                f"That is over your daily budget of ${limit_d:.2f}: ${mine.total_cost:.2f} "
-                f"used today{pending}, and this costs about ${cost:.2f}. "
-                f"Your budget {resets_text()}."
-            )
-    if limits.dollars_guild is not None and guild_id is not None:
-        everyone = await store.reserved_today(user_id=None, guild_id=guild_id)
-        if everyone.total_cost + cost > limits.dollars_guild + _EPSILON:
-            raise QuotaExceeded(
-                f"That is over this server's daily budget of ${limits.dollars_guild:.2f}: "
-                f"${everyone.total_cost:.2f} used today, and this costs about ${cost:.2f}. "
-                f"The server's budget {resets_text()}."
-            )
 
 
 def request_cost(prepared: Sequence[PreparedSpec]) -> float:
     """The estimated cost of these requests (one image each)."""
     return sum(estimate_cost(p.model, p.size) for p in prepared)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def refusal_error(refused: Refused) -> UserError:
+    """The message for a limit the store says a request would pass: what it is, how much is
+    used, and what to do (wait, use fewer, or when the quota resets)."""
+    pending = f" ({refused.pending_images} of them still being made)" if refused.pending_images else ""
+    limit, used, wanted = refused.limit, refused.used, refused.requested
+    if refused.kind is RefusalKind.QUEUED:
+        waiting, adding = int(used), int(wanted)
+        if adding == 1:
+            return QueueFull(
+                f"You already have {_plural(waiting, 'request')} waiting; "
+                "wait for some to finish or cancel one."
+            )
+        return QueueFull(
+            f"That is {adding} images, but you can queue only {int(refused.left)} more right "
+            f"now (at most {int(limit)} waiting at a time). Nothing was queued or charged; use "
+            "fewer or wait for your queued images to finish."
+        )
+    if refused.kind is RefusalKind.USER_IMAGES:
+        return QuotaExceeded(
+            f"That is over your daily limit of {int(limit)} images: {int(used)} used "
+            f"today{pending}, {int(refused.left)} left, and this needs {int(wanted)}. "
+            f"Your quota {resets_text()}."
+        )
+    if refused.kind is RefusalKind.USER_DOLLARS:
+        return QuotaExceeded(
+            f"That is over your daily budget of ${limit:.2f}: ${used:.2f} used today{pending}, "
+            f"and this costs about ${wanted:.2f}. Your budget {resets_text()}."
+        )
+    return QuotaExceeded(
+        f"That is over this server's daily budget of ${limit:.2f}: ${used:.2f} used today, "
+        f"and this costs about ${wanted:.2f}. The server's budget {resets_text()}."
+    )
 
 
 async def precheck(
@@ -139,64 +143,15 @@ async def precheck(
     guild_id: int | None,
     prepared: Sequence[PreparedSpec],
 ) -> None:
-    """The one quota pre-check, before a request is acknowledged or queued: QuotaExceeded if
-    these images (one per spec) would pass a limit. `reserve` checks again atomically."""
-    await check_quota(
-        store,
-        settings,
+    """The one pre-check, before a request is acknowledged or shown: QueueFull or
+    QuotaExceeded if these images (one per spec) would pass a limit right now. Admission
+    decides again, atomically, when it records them."""
+    refused = await store.check_admission(
         user_id=user_id,
         guild_id=guild_id,
         images=len(prepared),
         cost=request_cost(prepared),
+        limits=await admit_limits(store, settings, guild_id),
     )
-
-
-# One lock per server and store (a store per running bot; weak so a closed bot's go away).
-_gates: weakref.WeakKeyDictionary[Store, dict[int, asyncio.Lock]] = weakref.WeakKeyDictionary()
-
-
-# (store, guild, task) of the reserve() the current task is inside, if any. Tasks started
-# inside inherit the value but are other tasks, so they never skip the check.
-_holder: ContextVar[tuple[Store, int, asyncio.Task[object] | None] | None] = ContextVar(
-    "quota_gate_holder", default=None
-)
-
-
-def _gate(store: Store, guild_id: int | None) -> asyncio.Lock:
-    locks = _gates.setdefault(store, {})
-    return locks.setdefault(guild_id or 0, asyncio.Lock())
-
-
-@asynccontextmanager
-async def reserve(
-    store: Store,
-    settings: Settings,
-    *,
-    user_id: int,
-    guild_id: int | None,
-    images: int,
-    cost: float,
-) -> AsyncIterator[None]:
-    """Check the quota, then hold the server's gate while the block records the request as a
-    queued generation (which reserved_today counts from then on). Without the gate, two
-    requests arriving together would both see the last image of a quota as free.
-
-    Nested calls in the same task pass straight through, so a caller can reserve several
-    images at once around several Generator.submit calls. One process only: several workers
-    sharing a database would need the check and the insert in one database transaction."""
-    key = (store, guild_id or 0, asyncio.current_task())
-    held = _holder.get()
-    if held is not None and all(a is b for a, b in zip(held, key, strict=True)):
-        # Nested in this task's own reserve() (a batch recording its images one by one):
-        # the outer call checked them all and holds the gate.
-        yield
-        return
-    async with _gate(store, guild_id):
-        await check_quota(
-            store, settings, user_id=user_id, guild_id=guild_id, images=images, cost=cost
-        )
-        token = _holder.set(key)
-        try:
-            yield
-        finally:
-            _holder.reset(token)
+    if refused is not None:
+        raise refusal_error(refused)

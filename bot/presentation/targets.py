@@ -232,16 +232,14 @@ class InteractionTarget(Target):
         return message
 
     def resume_info(self) -> dict[str, Any]:
-        info = super().resume_info()
-        if self.private:
-            # An ephemeral message can only be edited through the interaction's webhook; its
-            # token (it expires 15 minutes after issue) lets a restarted bot still answer there.
-            info.update(
-                application_id=self.interaction.application_id,
-                token=self.interaction.token,
-                issued_at=self.issued_at,
-            )
-        return info
+        # The interaction's token (it expires 15 minutes after issue) lets another process, or
+        # a restarted one, answer in the same message, ephemeral ones included.
+        return {
+            **super().resume_info(),
+            "application_id": self.interaction.application_id,
+            "token": self.interaction.token,
+            "issued_at": self.issued_at,
+        }
 
 
 class ChannelTarget(Target):
@@ -320,10 +318,13 @@ class ChannelTarget(Target):
 
 
 class ResumedTarget(ChannelTarget):
-    """A job that a restart interrupted, carried on where it was shown (`resume_info`).
+    """A job carried on by a process that does not hold its interaction (after a restart, or
+    another process), where it was shown (`resume_info`).
 
-    Public messages are edited as ordinary bot messages; a private (ephemeral) one only
-    through its interaction's webhook while the token lasts, and by DM after that.
+    While the interaction's token lasts, its response is edited through the interaction's
+    webhook (the original response, even before its message id is known). After that a
+    public one is edited as an ordinary bot message (or posted anew, mentioning the
+    requester), and a private one goes to the requester's DMs.
     """
 
     def __init__(self, client: DiscordClient, info: dict[str, Any], *, user_id: int) -> None:
@@ -340,12 +341,12 @@ class ResumedTarget(ChannelTarget):
         self._token: str | None = info.get("token")
         self._application_id = int(info.get("application_id") or 0)
         self._issued_at = float(info.get("issued_at") or 0.0)
+        self._from_interaction = bool(self._token)
 
     def _webhook(self) -> discord.Webhook | None:
         usable = (
             self._token
             and self._application_id
-            and self.message_id is not None
             and time.time() - self._issued_at < TOKEN_LIFETIME
         )
         if not usable:
@@ -355,19 +356,28 @@ class ResumedTarget(ChannelTarget):
             self._application_id, self._token, client=cast(discord.Client, self.client)
         )
 
+    def _response_ref(self) -> int:
+        # Before its id is known, the interaction's response is "@original" (an id Discord's
+        # webhook routes accept in place of a message id).
+        return self.message_id if self.message_id is not None else "@original"  # type: ignore[return-value]
+
     async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
-        if not self.private:
-            await super().show(content, view=view)
-            return
         hook = self._webhook()
-        if hook is None or self.message_id is None:
-            return
-        try:
-            await hook.edit_message(self.message_id, content=content, embed=None, view=view)
-        except discord.HTTPException as exc:
-            if token_gone(exc):
+        if hook is not None:
+            try:
+                message = await hook.edit_message(
+                    self._response_ref(), content=content, embed=None, view=view
+                )
+                self.message_id = message.id
+                return
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    log.debug("progress edit through the interaction failed: %s", exc)
+                    return
                 self._token = None
-            log.debug("private progress edit failed: %s", exc)
+        if self.private:
+            return  # an ephemeral message cannot be reached without the token
+        await super().show(content, view=view)
 
     async def finish(
         self,
@@ -378,35 +388,41 @@ class ResumedTarget(ChannelTarget):
         view: discord.ui.View | None = None,
         nonce: str | None = None,
     ) -> discord.Message | None:
-        if not self.private:
-            return await super().finish(
-                content=content, embed=embed, files=files, view=view, nonce=nonce
-            )
         hook = self._webhook()
-        if hook is not None and self.message_id is not None:
+        if hook is not None:
             try:
-                return await hook.edit_message(
-                    self.message_id,
+                message = await hook.edit_message(
+                    self._response_ref(),
                     content=content,
                     embed=embed,
                     attachments=files or [],
                     view=view,
                 )
+                self.message_id = message.id
+                return message
             except discord.HTTPException as exc:
                 if not token_gone(exc):
                     raise
                 self._token = None
                 _rewind(files)
-        return await _direct_message(
-            self.client,
-            self.user_id,
-            self.channel_id,
-            **_new_message(content, embed, files, view, nonce),
+        if self.private:
+            return await _direct_message(
+                self.client,
+                self.user_id,
+                self.channel_id,
+                **_new_message(content, embed, files, view, nonce),
+            )
+        if self.message_id is None and self._from_interaction:
+            # A new message for someone who asked a while ago: ping them (they may have left).
+            mention = f"<@{self.user_id}> your request is done."
+            content = f"{mention} {content}" if content else mention
+        return await super().finish(
+            content=content, embed=embed, files=files, view=view, nonce=nonce
         )
 
     def resume_info(self) -> dict[str, Any]:
         info = super().resume_info()
-        if self.private and self._token:
+        if self._token:
             info.update(
                 application_id=self._application_id, token=self._token, issued_at=self._issued_at
             )

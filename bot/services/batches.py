@@ -4,7 +4,6 @@ in one message, and turn that message into the labelled contact sheet."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -26,7 +25,6 @@ from bot.adapters.prompts import (
 )
 from bot.adapters.store import GenerationRow, Store
 from bot.config import Settings, model_display_name
-from bot.core.jobs import JobState
 from bot.core.resolver import RequestResolver
 from bot.core.submission import Requester, Submission
 from bot.presentation.buttons import Action, action_view
@@ -130,14 +128,11 @@ class BatchRun:
         self.target = InteractionTarget(interaction, private=private)
         self.notes: list[str] = []
         self.progress = BatchProgress(
-            store=store,
             settings=settings,
             generator=generator,
             target=self.target,
-            batch_id=self.batch_id,
             field=field,
             variants=variants,
-            guild_id=interaction.guild_id,
             notes=self.notes,
         )
 
@@ -154,7 +149,12 @@ class BatchRun:
         )
         self.target.message_id = shown.id
         # Each variant's job carries the batch, so that a restart resumes it as a batch.
-        batch = {"id": self.batch_id, "field": self.field, "progress": self.target.resume_info()}
+        batch = {
+            "id": self.batch_id,
+            "field": self.field,
+            "notes": list(self.notes),
+            "progress": self.target.resume_info(),
+        }
         items = []
         for variant in self.variants:
             assert variant.prepared is not None
@@ -189,66 +189,47 @@ class BatchRun:
         await self.progress.watch()
 
 
+FINAL = ("done", "failed", "cancelled", "interrupted")
+
+
 class BatchProgress:
-    """Shows a queued batch's progress in one message (with Cancel batch while a variant
-    waits), then turns that message into the labelled contact sheet."""
+    """Shows a queued batch's progress in one message, with Cancel batch while a variant
+    waits, until every variant has ended (wherever it ran). The contact sheet that then
+    replaces it is posted by whichever process ends the last variant (BatchSheets)."""
 
     def __init__(
         self,
         *,
-        store: Store,
         settings: Settings,
         generator: Generator,
         target: Target,
-        batch_id: str,
         field: str,
         variants: list[Variant],
-        guild_id: int | None,
         notes: list[str] | None = None,
     ) -> None:
-        self.store = store
         self.settings = settings
         self.generator = generator
         self.target = target
-        self.batch_id = batch_id
         self.field = field
         self.variants = variants
-        self.guild_id = guild_id
         self.notes = notes if notes is not None else []
-        self._changed = asyncio.Event()
-        self._all_done = False
+        self._states: dict[int, tuple[str, int | None]] = {}
         self._shown: tuple[str, bool] | None = None
 
     async def watch(self) -> None:
-        """Wait for every variant (showing progress), then post the contact sheet."""
-        ticker = asyncio.create_task(self._keep_progress())
-        try:
-            await asyncio.gather(*(self._wait(v) for v in self.variants))
-        finally:
-            # A flag, not cancel(): the last edit must land before the contact sheet's.
-            self._all_done = True
-            self._changed.set()
-            await ticker
-        if self.generator.shutting_down:
-            return  # the batch resumes after the restart
-        await self._contact_sheet()
-
-    async def _wait(self, variant: Variant) -> None:
-        assert variant.gen_id is not None
-        await self.generator.wait_for(variant.gen_id)
-        variant.finished = True
-        self._changed.set()
-
-    # ------------------------------------------------------------------ progress
-
-    async def _keep_progress(self) -> None:
+        """Until every variant has ended (or this process stops)."""
         interval = max(self.settings.progress_interval_seconds, 0.5)
-        while not self._all_done:
-            self._changed.clear()
-            await self._show(self.progress_text(), cancellable=self._any_waiting())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._changed.wait()
+        while not self.generator.shutting_down:
+            ids = [v.gen_id for v in self.variants if v.gen_id is not None]
+            self._states = await self.generator.progress_of(ids)
+            for variant in self.variants:
+                state = self._states.get(variant.gen_id or 0)
+                variant.finished = state is None or state[0] in FINAL
+            if all(v.finished for v in self.variants):
+                return  # no edit now: the contact sheet takes this message over
+            waiting = any(state[0] == "queued" for state in self._states.values())
+            await self._show(self.progress_text(), cancellable=waiting)
+            await asyncio.sleep(interval)
 
     async def _show(self, text: str, *, cancellable: bool = False) -> None:
         if (text, cancellable) != self._shown:
@@ -261,13 +242,6 @@ class BatchProgress:
             )
             await self.target.show(text, view=view)
 
-    def _any_waiting(self) -> bool:
-        for variant in self.variants:
-            state = self.generator.job_state(variant.gen_id) if variant.gen_id else None
-            if not variant.finished and state is not None and state[0] is JobState.QUEUED:
-                return True
-        return False
-
     def progress_text(self) -> str:
         done = sum(v.finished for v in self.variants)
         total = len(self.variants)
@@ -278,113 +252,139 @@ class BatchProgress:
     def _state(self, variant: Variant) -> str:
         if variant.finished:
             return f"✔️ {variant.label}"
-        state = self.generator.job_state(variant.gen_id) if variant.gen_id is not None else None
-        if state is not None and state[0] is JobState.RUNNING:
+        status, place = self._states.get(variant.gen_id or 0, ("queued", None))
+        if status in ("running", "posting"):
             return f"🎨 {variant.label}"
-        if state is not None and state[1]:
-            return f"🕒 {variant.label} ({ordinal(state[1])} in line)"
+        if place:
+            return f"🕒 {variant.label} ({ordinal(place)} in line)"
         return f"🕒 {variant.label}"
 
-    # ------------------------------------------------------------------ contact sheet
 
-    async def _contact_sheet(self) -> None:
-        made: list[tuple[Variant, GenerationRow, bytes]] = []
-        problems: list[str] = []
-        for variant in self.variants:
-            assert variant.gen_id is not None
-            gen = await self.store.get_generation(variant.gen_id)
-            stored = None
-            if gen is not None and gen.status == "done" and gen.output_image:
-                stored = await self.store.get_image(gen.output_image)
-            if gen is None or stored is None:
-                problems.append(f"**{variant.label}** — {_why_not(gen)}")
-                continue
-            made.append((variant, gen, stored[0]))
-        content = self._summary(made, problems)
-        files: list[discord.File] = []
-        if made:
-            limit = min(SHEET_MAX_BYTES, self.target.upload_limit // 2)
-            sheet = await asyncio.to_thread(
-                imaging.contact_sheet,
-                [(data, variant.label) for variant, _, data in made],
-                limit_bytes=limit,
-            )
-            ext = "png" if sheet[:4] == b"\x89PNG" else "jpg"
-            files.append(discord.File(io.BytesIO(sheet), filename=f"batch-contact-sheet.{ext}"))
-        try:
-            await self.target.finish(content=content, files=files)
-        except discord.HTTPException:
-            log.exception("batch %s: could not post the contact sheet", self.batch_id)
+class BatchSheets:
+    """Posts a batch's contact sheet once its last variant has ended: in the batch's own
+    message, by whichever process ended it (the database lets exactly one post it)."""
 
-    def _summary(
-        self, made: list[tuple[Variant, GenerationRow, bytes]], problems: list[str]
-    ) -> str:
-        total = len(self.variants)
-        first = self.variants[0]
-        head = (
-            f"🗂️ Batch on `{self.field}`: {len(made)} of {total} images "
-            f"({model_display_name(first.model)}, {first.size})"
+    def __init__(self, *, store: Store, client: DiscordClient, worker_id: str) -> None:
+        self.store = store
+        self.client = client
+        self.worker_id = worker_id
+
+    async def group_ended(self, group_id: str) -> None:
+        jobs = await self.store.group_jobs(group_id)
+        if not jobs or any(job.status not in FINAL for job in jobs):
+            return
+        info = jobs[0].payload.get("batch")
+        if not isinstance(info, dict):
+            return  # a group that is not a /batch
+        if not await self.store.claim_batch_sheet(group_id, self.worker_id):
+            return  # another process is posting it
+        field = str(info.get("field") or "")
+        gens = [await self.store.get_generation(job.generation_id) for job in jobs]
+        variants = [
+            Variant(label_of(gen.spec, field), gen.model, gen.size, gen_id=gen.id)
+            for gen in gens
+            if gen is not None
+        ]
+        target = ResumedTarget(
+            self.client, dict(info.get("progress") or {}), user_id=jobs[0].user_id
         )
-        lines = [head]
-        if made:
-            lines.append(
-                "Contact sheet, left to right: "
-                + " · ".join(
-                    f"{n}. {self._link(variant.label, gen)}"
-                    for n, (variant, gen, _) in enumerate(made, 1)
-                )
-            )
-        if problems:
-            lines.append("Not made:")
-            lines += [f"- {p}" for p in problems]
-            lines.append("Each has a Retry button on its own message.")
-        lines += self.notes
-        return truncate("\n".join(lines), 2000)
+        await post_contact_sheet(
+            self.store,
+            target,
+            batch_id=group_id,
+            field=field,
+            variants=variants,
+            guild_id=jobs[0].guild_id,
+            notes=[str(n) for n in info.get("notes") or []],
+        )
 
-    def _link(self, label: str, gen: GenerationRow) -> str:
-        guild_id = self.guild_id
-        if gen.private or gen.message_id is None or guild_id is None:
-            return label
-        return f"[{label}]({jump_url(guild_id, gen.channel_id, gen.message_id)})"
+
+async def post_contact_sheet(
+    store: Store,
+    target: Target,
+    *,
+    batch_id: str,
+    field: str,
+    variants: list[Variant],
+    guild_id: int | None,
+    notes: list[str],
+) -> None:
+    """The labelled contact sheet of the variants that were made, and what became of the
+    others, in the batch's message."""
+    made: list[tuple[Variant, GenerationRow, bytes]] = []
+    problems: list[str] = []
+    for variant in variants:
+        assert variant.gen_id is not None
+        gen = await store.get_generation(variant.gen_id)
+        stored = None
+        if gen is not None and gen.status == "done" and gen.output_image:
+            stored = await store.get_image(gen.output_image)
+        if gen is None or stored is None:
+            problems.append(f"**{variant.label}** — {_why_not(gen)}")
+            continue
+        made.append((variant, gen, stored[0]))
+    content = _summary(field, variants, made, problems, notes, guild_id)
+    files: list[discord.File] = []
+    if made:
+        limit = min(SHEET_MAX_BYTES, target.upload_limit // 2)
+        sheet = await asyncio.to_thread(
+            imaging.contact_sheet,
+            [(data, variant.label) for variant, _, data in made],
+            limit_bytes=limit,
+        )
+        ext = "png" if sheet[:4] == b"\x89PNG" else "jpg"
+        files.append(discord.File(io.BytesIO(sheet), filename=f"batch-contact-sheet.{ext}"))
+    try:
+        await target.finish(content=content, files=files)
+    except discord.HTTPException:
+        log.exception("batch %s: could not post the contact sheet", batch_id)
+
+
+def _summary(
+    field: str,
+    variants: list[Variant],
+    made: list[tuple[Variant, GenerationRow, bytes]],
+    problems: list[str],
+    notes: list[str],
+    guild_id: int | None,
+) -> str:
+    first = variants[0]
+    head = (
+        f"🗂️ Batch on `{field}`: {len(made)} of {len(variants)} images "
+        f"({model_display_name(first.model)}, {first.size})"
+    )
+    lines = [head]
+    if made:
+        lines.append(
+            "Contact sheet, left to right: "
+            + " · ".join(
+                f"{n}. {_link(variant.label, gen, guild_id)}"
+                for n, (variant, gen, _) in enumerate(made, 1)
+            )
+        )
+    if problems:
+        lines.append("Not made:")
+        lines += [f"- {p}" for p in problems]
+        lines.append("Each has a Retry button on its own message.")
+    lines += notes
+    return truncate("\n".join(lines), 2000)
+
+
+def _link(label: str, gen: GenerationRow, guild_id: int | None) -> str:
+    if gen.private or gen.message_id is None or guild_id is None:
+        return label
+    return f"[{label}]({jump_url(guild_id, gen.channel_id, gen.message_id)})"
 
 
 async def cancel_batch(store: Store, generator: Generator, batch_id: str) -> tuple[int, int]:
     """Cancel every variant of a batch still waiting; (cancelled, still running)."""
     cancelled = running = 0
     for gen in await store.batch_generations(batch_id):
-        if generator.cancel(gen.id):
+        if await generator.cancel(gen.id):
             cancelled += 1
         elif gen.status in ("queued", "running"):
             running += 1
     return cancelled, running
-
-
-def resumed_batch(
-    *,
-    store: Store,
-    settings: Settings,
-    generator: Generator,
-    client: DiscordClient,
-    info: dict[str, Any],
-    user_id: int,
-    gens: list[GenerationRow],
-) -> BatchProgress:
-    """A batch a restart interrupted, watched again from its job's `batch` record: its
-    progress message carries on and still becomes the contact sheet."""
-    field = str(info.get("field") or "")
-    variants = [
-        Variant(label_of(gen.spec, field), gen.model, gen.size, gen_id=gen.id) for gen in gens
-    ]
-    return BatchProgress(
-        store=store,
-        settings=settings,
-        generator=generator,
-        target=ResumedTarget(client, dict(info.get("progress") or {}), user_id=user_id),
-        batch_id=str(info["id"]),
-        field=field,
-        variants=variants,
-        guild_id=gens[0].guild_id if gens else None,
-    )
 
 
 def _why_not(gen: GenerationRow | None) -> str:

@@ -1,9 +1,12 @@
-"""The generation pipeline: spec -> queue -> gemini -> store -> post.
+"""The generation pipeline: admit -> claim -> gemini -> store -> post.
 
 Callers build a `Submission` (a prepared spec with its resolved images) and a `Target`; this
-service records it, queues it fairly, shows progress, calls the model, stores the result and
-hands it to the poster. Every step that can fail ends in a message with a Retry button: a
-request is never lost.
+service records it in the database (admission decides the user's queue room and quotas in the
+same transaction), and the dispatcher of whichever process the database picks runs it: it
+calls the model, stores the result and hands it to the poster. The process that admitted a
+job keeps its live target and shows its place in line; any other process that runs it
+carries on in the same message from what the job row remembers. Every step that can fail
+ends in a message with a Retry button: a request is never lost.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -20,21 +24,45 @@ from google.genai import types
 
 from bot.adapters.gemini import Failure, FailureKind, GeminiClient, Generation, content_to_json
 from bot.adapters.prompts import compile_request
-from bot.adapters.store import Store
+from bot.adapters.store import GenerationRow, JobRow, NewJob, Refused, Store
 from bot.config import Settings, estimate_cost
-from bot.core.jobs import Job, JobQueue, JobState, QueueFull
+from bot.core.dispatch import Dispatcher, DispatchLimits
 from bot.core.metrics import Metrics
-from bot.core.quotas import request_cost, reserve
-from bot.core.submission import Submission, stored_spec
+from bot.core.quotas import admit_limits, refusal_error
+from bot.core.recovery import Recovery, decide
+from bot.core.replay import replay_submission
+from bot.core.submission import Requester, Submission, stored_spec
+from bot.errors import UserError
 from bot.presentation.buttons import Action, action_view
 from bot.presentation.embeds import progress_text
 from bot.presentation.progress import ProgressUpdater
-from bot.presentation.targets import Target
+from bot.presentation.targets import DiscordClient, ResumedTarget, Target
 from bot.services.posting import ResultPoster
 
 log = logging.getLogger(__name__)
 
 BLOCKED_KINDS = {FailureKind.PROMPT_BLOCKED, FailureKind.OUTPUT_BLOCKED}
+OPEN_JOB_STATUSES = ("queued", "running")
+RESTARTING = "⏸️ The bot is restarting; this request continues when it is back."
+CANCELLED = "🚫 Cancelled. Nothing was charged."
+TIMED_OUT = (
+    "This took too long and was stopped. Nothing was charged; try again, perhaps at a smaller "
+    "size."
+)
+CRASHED = "Something went wrong on our side. Nothing was charged."
+
+
+@dataclass
+class LocalJob:
+    """A job this process admitted: its live target (the interaction) and the submission as
+    built, so that running it here needs no round trip through the store."""
+
+    job_id: int
+    gen_id: int
+    sub: Submission
+    target: Target
+    updater: ProgressUpdater
+    started: bool = False  # claimed by this process
 
 
 class Generator:
@@ -43,48 +71,114 @@ class Generator:
         *,
         store: Store,
         settings: Settings,
-        queue: JobQueue,
         gemini: GeminiClient,
         poster: ResultPoster,
+        client: DiscordClient,
         metrics: Metrics | None = None,
+        worker_id: str | None = None,
     ) -> None:
-        self.metrics = metrics or Metrics()
         self.store = store
         self.settings = settings
-        self.queue = queue
         self.gemini = gemini
         self.poster = poster
-        self._jobs_by_generation: dict[int, Job] = {}
-        # Set on shutdown: interrupted jobs stay open in the store and resume on next start.
+        self.client = client
+        self.metrics = metrics or Metrics()
+        self.dispatcher = Dispatcher(
+            store=store,
+            limits=DispatchLimits(
+                concurrency=settings.max_concurrent_jobs,
+                max_running_per_user=settings.max_running_per_user,
+                lease_seconds=settings.job_lease_seconds,
+                poll_seconds=settings.job_poll_seconds,
+            ),
+            run=self._run_claimed,
+            worker_id=worker_id,
+        )
+        self._local: dict[int, LocalJob] = {}  # job id -> what this process knows of it
+        self._ended: dict[int, asyncio.Event] = {}  # generation id -> set when it ends here
+        self._positions_changed = asyncio.Event()
+        self._positions: asyncio.Task[None] | None = None
         self.shutting_down = False
-        self._watchers: set[asyncio.Task[None]] = set()
-        # Job rows from this id on were created by this process: recover() (run at on_ready,
-        # which can come after the first interactions) must not take them for leftovers.
-        self.first_own_job_row: int | None = None
+        # Told when every job of a group (a batch) has ended, here or elsewhere.
+        self.group_ended: Callable[[str], Awaitable[None]] | None = None
+
+    @property
+    def worker_id(self) -> str:
+        return self.dispatcher.worker_id
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.dispatcher.start()
+        self._positions = asyncio.create_task(self._show_positions(), name="queue-positions")
+
+    async def stop(self, *, grace: float = 2.0) -> None:
+        """Stop running and claiming: jobs held here go back in line (any process resumes
+        them, in the same message); their messages say the bot is restarting."""
+        self.shutting_down = True
+        if self._positions is not None:
+            self._positions.cancel()
+        handed_back = await self.dispatcher.stop(grace=grace)
+        if handed_back:
+            log.info("%d jobs handed back to the queue by shutdown", len(handed_back))
+        waiting = [local for local in self._local.values() if not local.started]
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(grace):
+                for local in waiting:
+                    await local.updater.close()
+                    await local.target.show(RESTARTING)
 
     # ------------------------------------------------------------------ submission
 
-    async def submit(self, sub: Submission, target: Target) -> int:
-        """Record and queue one generation. Raises UserError (queue full) before any charge."""
-        self.queue.check_room(sub.user_id)
-        # The quota is checked again here, atomically with the insert that reserves it.
-        async with reserve(
-            self.store,
-            self.settings,
-            user_id=sub.user_id,
-            guild_id=sub.guild_id,
-            images=1,
-            cost=request_cost([sub.prepared]),
-        ):
-            gen_id = await self._record(sub)
-        await self._enqueue(gen_id, sub, target)
-        return gen_id
+    async def submit(
+        self, sub: Submission, target: Target, *, intake_id: int | None = None
+    ) -> int:
+        """Record and queue one generation. UserError (queue full, over quota) before any
+        charge."""
+        return (await self.submit_many([(sub, target)], intake_id=intake_id))[0]
 
-    async def _record(self, sub: Submission) -> int:
+    async def submit_many(
+        self, items: Sequence[tuple[Submission, Target]], *, intake_id: int | None = None
+    ) -> list[int]:
+        """Record and queue one user's group (a batch) in one transaction: all of it, or
+        UserError and none. Queue room and quotas are decided for the whole group at once."""
+        if not items:
+            return []
+        first = items[0][0]
+        created = time.time()
+        result = await self.store.admit(
+            user_id=first.user_id,
+            guild_id=first.guild_id,
+            jobs=[self._new_job(sub, target, created) for sub, target in items],
+            limits=await admit_limits(self.store, self.settings, first.guild_id),
+            group_id=first.batch_id,
+            intake_id=intake_id,
+        )
+        if isinstance(result, Refused):
+            raise refusal_error(result)
+        for (sub, target), gen_id, job_id in zip(
+            items, result.generation_ids, result.job_ids, strict=True
+        ):
+            if sub.chain_id is not None and sub.parent_id is not None:
+                await self.store.add_chain_step(
+                    chain_id=sub.chain_id, generation_id=gen_id, parent_generation_id=sub.parent_id
+                )
+            updater = ProgressUpdater(
+                target,
+                self.settings.progress_interval_seconds,
+                on_message=self._remember_message(
+                    job_id, target, {**target.resume_info(), "created_at": created}
+                ),
+            )
+            self._local[job_id] = LocalJob(job_id, gen_id, sub, target, updater)
+            self._ended[gen_id] = asyncio.Event()
+        await self.dispatcher.claim_now()
+        self._positions_changed.set()
+        return list(result.generation_ids)
+
+    def _new_job(self, sub: Submission, target: Target, created: float) -> NewJob:
         prepared = sub.prepared
-        gen_id = await self.store.create_generation(
-            user_id=sub.user_id,
-            guild_id=sub.guild_id,
+        return NewJob(
             channel_id=sub.channel_id,
             kind=sub.kind,
             spec=stored_spec(prepared, sub.inputs),
@@ -92,189 +186,221 @@ class Generator:
             size=prepared.size,
             aspect=prepared.aspect,
             summary=prepared.summary(),
+            payload={**target.resume_info(), "created_at": created},
             input_images=[item.sha for item in sub.inputs],
             chain_id=sub.chain_id,
             parent_id=sub.parent_id,
             batch_id=sub.batch_id,
             private=sub.private,
             estimated_cost=estimate_cost(prepared.model, prepared.size),
+            lane=f"chain:{sub.chain_id}" if sub.chain_id is not None else None,
         )
-        if sub.chain_id is not None and sub.parent_id is not None:
-            await self.store.add_chain_step(
-                chain_id=sub.chain_id, generation_id=gen_id, parent_generation_id=sub.parent_id
-            )
-        return gen_id
 
-    async def wait_for(self, gen_id: int) -> None:
-        """Until generation gen_id (queued in this process) has ended, however it ended."""
-        job = self._jobs_by_generation.get(gen_id)
-        if job is not None:
-            await self.queue.wait(job.id)
-            # let _watch record the outcome first
-            await asyncio.sleep(0)
+    def _remember_message(
+        self, job_id: int, target: Target, payload: dict[str, Any]
+    ) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def remember() -> None:
+            # Once the progress message exists, any process can carry on in it.
+            await self.store.update_job(job_id, payload={**payload, **target.resume_info()})
 
-    async def submit_many(self, items: Sequence[tuple[Submission, Target]]) -> list[int]:
-        """Record and queue one user's group (a batch) atomically: all of it is queued, or
-        UserError and none is. Queue room and quota are checked for the whole group at once."""
-        if not items:
-            return []
-        first = items[0][0]
-        self.queue.check_room(first.user_id, len(items))
-        async with reserve(
-            self.store,
-            self.settings,
-            user_id=first.user_id,
-            guild_id=first.guild_id,
-            images=len(items),
-            cost=request_cost([s.prepared for s, _ in items]),
-        ):
-            gen_ids = [await self._record(sub) for sub, _ in items]
-        built = [
-            await self._build_job(gen_id, sub, target)
-            for gen_id, (sub, target) in zip(gen_ids, items, strict=True)
-        ]
-        try:
-            self.queue.submit_many([job for job, _ in built])
-        except QueueFull as exc:
-            await self._refused(zip(gen_ids, (job for job, _ in built), strict=True), exc)
-            raise
-        for gen_id, (job, updater), (_, target) in zip(gen_ids, built, items, strict=True):
-            self._activate(gen_id, job, target, updater)
-        return gen_ids
+        return remember
+
+    # ------------------------------------------------------------------ waiting, state
 
     def active(self) -> list[int]:
-        """Generations queued or running in this process."""
-        return list(self._jobs_by_generation)
+        """Generations this process admitted that have not ended here yet."""
+        return [local.gen_id for local in self._local.values()]
 
-    def job_state(self, gen_id: int) -> tuple[JobState, int | None] | None:
-        """(state, place in line) of a generation queued in this process, if it still is."""
-        job = self._jobs_by_generation.get(gen_id)
-        return (job.state, job.position) if job is not None else None
+    async def wait_for(self, gen_id: int) -> None:
+        """Until generation gen_id's job has ended, wherever it ran, however it ended."""
+        event = self._ended.get(gen_id)
+        while True:
+            job = await self.store.job_for_generation(gen_id)
+            if job is None or job.status not in OPEN_JOB_STATUSES:
+                return
+            if self.shutting_down:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.job_poll_seconds):
+                    if event is not None:
+                        await event.wait()
+                    else:
+                        await asyncio.sleep(self.settings.job_poll_seconds)
 
-    async def resume(self, gen_id: int, sub: Submission, target: Target) -> None:
-        """Queue an already recorded generation again (after a restart), same id."""
-        await self._enqueue(gen_id, sub, target)
+    async def progress_of(self, gen_ids: Sequence[int]) -> dict[int, tuple[str, int | None]]:
+        """generation id -> (job status, place in line while queued), for a batch's message.
+        A job past its Gemini call reads "posting"."""
+        positions = await self.store.queue_positions()
+        out: dict[int, tuple[str, int | None]] = {}
+        for gen_id in gen_ids:
+            job = await self.store.job_for_generation(gen_id)
+            if job is None:
+                continue
+            status = "posting" if job.status == "running" and job.posting else job.status
+            out[gen_id] = (status, positions.get(job.id))
+        return out
 
-    async def _enqueue(self, gen_id: int, sub: Submission, target: Target) -> Job:
-        job, updater = await self._build_job(gen_id, sub, target)
+    async def cancel(self, gen_id: int) -> bool:
+        """Cancel a generation still waiting (from any process); False if it already started
+        or ended. Its message says so, and nothing is charged."""
+        job = await self.store.job_for_generation(gen_id)
+        if job is None or job.status != "queued":
+            return False
+        if not await self.store.cancel_queued_job(job.id, reason="Cancelled. Nothing was charged."):
+            return False
+        local = self._local.pop(job.id, None)
+        if local is not None:
+            await local.updater.close()
+            target: Target = local.target
+        else:
+            target = self._resumed_target(job, await self.store.get_generation(gen_id))
+        self._ended_here(gen_id)
+        self._positions_changed.set()
         try:
-            self.queue.submit(job)
-        except QueueFull as exc:
-            await self._refused([(gen_id, job)], exc)
-            raise
-        self._activate(gen_id, job, target, updater)
-        return job
+            await target.finish(content=CANCELLED)
+        except discord.HTTPException:
+            log.warning("could not show that generation %s was cancelled", gen_id)
+        await self._group_check(job.group_id)
+        return True
 
-    async def _refused(self, jobs: Iterable[tuple[int, Job]], exc: QueueFull) -> None:
-        """Recorded but refused by the queue (it closed meanwhile): cancelled, not charged."""
-        for gen_id, job in jobs:
-            await self.store.fail_generation(
-                gen_id, status="cancelled", error_kind="queue_full", error=str(exc)
-            )
-            await self.store.update_job(job.data["job_row"], status="cancelled")
+    def _ended_here(self, gen_id: int) -> None:
+        event = self._ended.pop(gen_id, None)
+        if event is not None:
+            event.set()
 
-    async def _build_job(
-        self, gen_id: int, sub: Submission, target: Target
-    ) -> tuple[Job, ProgressUpdater]:
-        """The job for a recorded generation, with its row in the store; not queued yet."""
-        model = sub.prepared.model
-        created = time.time()
-        job_row = await self.store.create_job(
-            generation_id=gen_id,
-            user_id=sub.user_id,
-            payload={**target.resume_info(), "created_at": created},
-        )
-        if self.first_own_job_row is None:
-            self.first_own_job_row = job_row
+    # ------------------------------------------------------------------ places in line
 
-        async def remember_message() -> None:
-            # Once the progress message exists, a restart can carry on in it.
-            await self.store.update_job(
-                job_row, payload={**target.resume_info(), "created_at": created}
-            )
-
-        updater = ProgressUpdater(
-            target, self.settings.progress_interval_seconds, on_message=remember_message
-        )
-
-        def on_update(job: Job) -> None:
-            if job.state is JobState.QUEUED:
-                updater.set(
-                    progress_text(position=job.position, model=model, elapsed=None),
-                    action_view(gen_id, [Action.CANCEL]),
-                )
-
-        async def run(job: Job) -> None:
-            await self._run(job, gen_id, sub, target, updater)
-
-        job = Job(
-            user_id=sub.user_id,
-            run=run,
-            timeout=self.settings.timeout_for(sub.prepared.size) * 2 + 30,
-            serial_key=f"chain:{sub.chain_id}" if sub.chain_id else None,
-            on_update=on_update,
-            label=f"generation {gen_id}",
-            data={"generation_id": gen_id},
-        )
-        job.data["job_row"] = job_row
-        return job, updater
-
-    def _activate(self, gen_id: int, job: Job, target: Target, updater: ProgressUpdater) -> None:
-        """A queued job: track it, watch for its end, show its place in line."""
-        self._jobs_by_generation[gen_id] = job
-        watcher = asyncio.create_task(self._watch(job, gen_id, target, updater))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
-        if job.on_update is not None:
-            job.on_update(job)
-
-    async def _watch(self, job: Job, gen_id: int, target: Target, updater: ProgressUpdater) -> None:
-        """Ends every job with a message: cancelled, timed out or crashed ones included."""
-        final = await self.queue.wait(job.id)
-        self._jobs_by_generation.pop(gen_id, None)
-        await updater.close()
-        row = job.data["job_row"]
-        if self.shutting_down:
-            # Left open in the store: recover() resumes it on the next start. Say so, rather
-            # than leave "Generating… 12 s" standing still (unless the result is already out).
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    gen = await self.store.get_generation(gen_id)
-                    if gen is not None and gen.status in ("queued", "running"):
-                        await target.show(
-                            "⏸️ The bot is restarting; this request continues when it is back."
+    async def _show_positions(self) -> None:
+        """Keeps "Queued — 3rd in line" current on the messages of jobs this process admitted
+        and nobody has started; notices the ones another process took or cancelled."""
+        interval = self.settings.progress_interval_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await self._positions_changed.wait()
+            self._positions_changed.clear()
+            waiting = [local for local in self._local.values() if not local.started]
+            if not waiting:
+                continue
+            try:
+                positions = await self.store.queue_positions()
+                for local in waiting:
+                    place = positions.get(local.job_id)
+                    if place is not None:
+                        local.updater.set(
+                            progress_text(
+                                position=place, model=local.sub.prepared.model, elapsed=None
+                            ),
+                            action_view(local.gen_id, [Action.CANCEL]),
                         )
+                    elif not local.started:
+                        await self._left_the_queue(local)
+            except Exception:
+                log.exception("showing places in line failed")
+
+    async def _left_the_queue(self, local: LocalJob) -> None:
+        row = await self.store.get_job(local.job_id)
+        if row is None or row.status == "queued" or local.started:
             return
-        if final.state is JobState.DONE:
-            await self.store.update_job(row, status="done")
+        if row.status == "running" and row.lease_owner == self.worker_id:
+            return  # claimed here a moment ago
+        # Taken by another process (it shows the progress now), or ended elsewhere.
+        self._local.pop(local.job_id, None)
+        await local.updater.close()
+        if row.status == "cancelled":
+            self._ended_here(local.gen_id)
+            with contextlib.suppress(discord.HTTPException):
+                await local.target.finish(content=CANCELLED)
+
+    # ------------------------------------------------------------------ running
+
+    def _resumed_target(self, job: JobRow, gen: GenerationRow | None) -> ResumedTarget:
+        """Where a job this process did not admit shows itself: what its row remembers."""
+        info = {
+            "channel_id": gen.channel_id if gen is not None else 0,
+            "private": gen.private if gen is not None else False,
+            **job.payload,
+        }
+        return ResumedTarget(self.client, info, user_id=job.user_id)
+
+    async def _run_claimed(self, job: JobRow) -> None:
+        """Run a job the database gave this process: the generation, or, if a process that
+        died got further, whatever is left (post the stored result, show the failure)."""
+        local = self._local.get(job.id)
+        if local is not None:
+            local.started = True
+        gen = await self.store.get_generation(job.generation_id)
+        if gen is None:
+            await self.store.finish_job(job.id, self.worker_id, status="failed", error="lost")
             return
-        status, kind, text = {
-            JobState.CANCELLED: ("cancelled", "cancelled", "Cancelled. Nothing was charged."),
-            JobState.TIMED_OUT: (
-                "failed",
-                "timed_out",
-                "This took too long and was stopped. Nothing was charged; try again, "
-                "perhaps at a smaller size.",
-            ),
-        }.get(
-            final.state,
-            ("failed", "internal", "Something went wrong on our side. Nothing was charged."),
-        )
-        if final.state is JobState.FAILED:
-            log.error("generation %s crashed (user %s)", gen_id, job.user_id, exc_info=final.error)
-        await self.store.update_job(row, status=status)
+        if local is not None:
+            target, updater = local.target, local.updater
+        else:
+            target = self._resumed_target(job, gen)
+            updater = ProgressUpdater(
+                target,
+                self.settings.progress_interval_seconds,
+                on_message=self._remember_message(job.id, target, job.payload),
+            )
+            if job.attempts > 1:
+                log.info("resuming generation %s (attempt %d)", gen.id, job.attempts)
+        self.metrics.queue_wait.observe(max(0.0, time.time() - job.created_at))
+        status = "failed"
+        try:
+            async with asyncio.timeout(self.settings.timeout_for(gen.size) * 2 + 30):
+                status = await self._work(job, gen, local, target, updater)
+        except asyncio.CancelledError:
+            await updater.close()
+            if self.shutting_down:
+                await self._say_restarting(gen.id, target)
+            self._forget(job.id, gen.id)
+            raise  # handed back to the queue (shutdown) or taken over (lease lost)
+        except TimeoutError:
+            await self._end_badly(gen.id, target, "timed_out", TIMED_OUT)
+        except UserError as exc:
+            await self._end_badly(gen.id, target, "interrupted", str(exc))
+        except Exception:
+            log.exception("generation %s crashed (user %s)", gen.id, gen.user_id)
+            await self._end_badly(gen.id, target, "internal", CRASHED)
+        await updater.close()
+        await self.store.finish_job(job.id, self.worker_id, status=status)
+        self._forget(job.id, gen.id)
+        await self._group_check(job.group_id)
+
+    async def _group_check(self, group_id: str | None) -> None:
+        if group_id is not None and self.group_ended is not None:
+            try:
+                await self.group_ended(group_id)
+            except Exception:
+                log.exception("finishing group %s failed", group_id)
+
+    def _forget(self, job_id: int, gen_id: int) -> None:
+        self._local.pop(job_id, None)
+        self._ended_here(gen_id)
+        self._positions_changed.set()
+
+    async def _say_restarting(self, gen_id: int, target: Target) -> None:
+        """Rather than leave "Generating… 12 s" standing still (unless the result is out)."""
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                gen = await self.store.get_generation(gen_id)
+                if gen is not None and gen.status in ("queued", "running"):
+                    await target.show(RESTARTING)
+
+    async def _end_badly(self, gen_id: int, target: Target, kind: str, text: str) -> None:
+        """Ends a job that stopped without a result: recorded as failed, not charged, and
+        said in its message with a Retry button (or where its made image can be found)."""
         gen = await self.store.get_generation(gen_id)
+        with_retry = True
         if gen is not None and gen.status in ("queued", "running"):
-            await self.store.fail_generation(gen_id, status=status, error_kind=kind, error=text)
+            await self.store.fail_generation(gen_id, status="failed", error_kind=kind, error=text)
         elif gen is not None and gen.status == "done":
             # The image was made (and counted) but posting it failed: it is not lost.
             text = (
                 f"Your image #{gen_id} was made but could not be posted here; "
                 f"/history id:{gen_id} shows it."
             )
-        with_retry = final.state is not JobState.CANCELLED and not (
-            gen is not None and gen.status == "done"
-        )
+            with_retry = False
         try:
             await target.finish(
                 content=f"❌ {text}" if with_retry else f"🚫 {text}",
@@ -283,50 +409,84 @@ class Generator:
         except discord.HTTPException:
             log.warning("could not report the end of generation %s", gen_id)
 
-    async def settle(self, grace: float = 2.0) -> None:
-        """At shutdown, after the queue stopped: let watchers finish their last edits."""
-        if self._watchers:
-            await asyncio.wait(set(self._watchers), timeout=grace)
-
-    def cancel(self, gen_id: int) -> bool:
-        job = self._jobs_by_generation.get(gen_id)
-        if job is None:
-            return False
-        return self.queue.cancel(job.id)
-
-    # ------------------------------------------------------------------ running
-
-    async def _run(
-        self, job: Job, gen_id: int, sub: Submission, target: Target, updater: ProgressUpdater
-    ) -> None:
-        await self.store.mark_running(gen_id)
-        await self.store.update_job(job.data["job_row"], status="running")
-        if job.started_at is not None:
-            self.metrics.queue_wait.observe(max(0.0, job.started_at - job.submitted_at))
-        compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
-        started = time.monotonic()
-        updater.set(progress_text(position=None, model=sub.prepared.model, elapsed=0), None)
-        ticker = asyncio.create_task(self._tick(updater, sub.prepared.model, started))
-        try:
-            outcome = await self.gemini.generate(
-                model=compiled.model,
-                contents=[*sub.history, compiled.user_content()],
-                config=compiled.config,
-                size=compiled.size,
+    async def _work(
+        self,
+        job: JobRow,
+        gen: GenerationRow,
+        local: LocalJob | None,
+        target: Target,
+        updater: ProgressUpdater,
+    ) -> str:
+        """The job's status once it has done what its generation still needs."""
+        what = decide(gen)
+        if what is Recovery.RESUME:
+            if local is not None:
+                sub = local.sub
+            else:
+                sub = await replay_submission(
+                    self.store,
+                    gen,
+                    Requester(gen.user_id, gen.guild_id, target.channel_id),
+                    kind=gen.kind,
+                    private=gen.private,
+                    history_window=self.settings.chain_history_steps,
+                )
+            return await self._generate(job, gen.id, sub, target, updater)
+        if what is Recovery.POST:
+            # Made before its worker died, never shown: post it now.
+            assert gen.output_image is not None
+            stored = await self.store.get_image(gen.output_image)
+            if stored is not None:
+                await self.poster.post(gen, stored[0], stored[1], target)
+            return "done"
+        if what is Recovery.REPORT:
+            await target.finish(
+                content=f"❌ {gen.error or 'This request failed.'}",
+                view=action_view(gen.id, [Action.RETRY]),
             )
+            return "failed"
+        return "cancelled" if gen.status == "cancelled" else "done"
+
+    async def _generate(
+        self, job: JobRow, gen_id: int, sub: Submission, target: Target, updater: ProgressUpdater
+    ) -> str:
+        await self.store.mark_running(gen_id)
+        compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
+        model = sub.prepared.model
+        started = time.monotonic()
+        updater.set(progress_text(position=None, model=model, elapsed=0), None)
+        ticker = asyncio.create_task(self._tick(updater, model, started))
+        try:
+            # Gemini's in-flight cap and rate, shared by every process on this database.
+            async with self.store.gemini_slot(
+                compiled.model,
+                self.worker_id,
+                max_in_flight=self.settings.gemini_max_in_flight,
+                per_minute=self.settings.gemini_requests_per_minute,
+                lease_seconds=self.settings.timeout_for(sub.prepared.size) * 2 + 30,
+            ):
+                outcome = await self.gemini.generate(
+                    model=compiled.model,
+                    contents=[*sub.history, compiled.user_content()],
+                    config=compiled.config,
+                    size=compiled.size,
+                )
         finally:
             ticker.cancel()
+        # The concurrency limit is for Gemini: storing and uploading happen outside it.
+        await self.store.job_posting(job.id, self.worker_id)
+        self.dispatcher.wake()
         await updater.close()
-        model = sub.prepared.model
         self.metrics.model_latency.labels(model=model).observe(time.monotonic() - started)
         if isinstance(outcome, Failure):
             self.metrics.failures.labels(kind=str(outcome.kind)).inc()
             self.metrics.generations.labels(model=model, outcome="failed").inc()
             await self._report_failure(gen_id, sub, outcome, target)
-            return
+            return "failed"
         self.metrics.generations.labels(model=model, outcome="done").inc()
         self.metrics.cost.labels(model=model).inc(outcome.cost)
         await self._complete(gen_id, sub, outcome, target)
+        return "done"
 
     async def _tick(self, updater: ProgressUpdater, model: str, started: float) -> None:
         interval = self.settings.progress_interval_seconds
@@ -389,6 +549,7 @@ class Generator:
         gen = await self.store.get_generation(gen_id)
         assert gen is not None
         await self.poster.post(gen, image.data, image.mime_type, target)
+
 
 def _content_json(content: types.Content | None) -> dict[str, Any] | None:
     return content_to_json(content) if content is not None else None

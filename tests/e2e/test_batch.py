@@ -43,9 +43,24 @@ def _variant_messages(ix: FakeInteraction) -> dict[str, MessageRecord]:
 
 
 async def _until(condition: Callable[[], bool], timeout: float = 5) -> None:  # noqa: ASYNC109
-    """Poll in-memory state (the queue, the fake's in-flight count): it has no event to await."""
+    """Poll in-memory state (the fake's in-flight count): it has no event to await."""
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+async def _load(bot: Any, user_id: int) -> tuple[int, int]:
+    """(running, queued) jobs of a user, as the database has them."""
+    jobs = [j for j in await bot.store.open_jobs() if j.user_id == user_id]
+    return (
+        sum(j.status == "running" for j in jobs),
+        sum(j.status == "queued" for j in jobs),
+    )
+
+
+async def _until_load(bot: Any, user_id: int, load: tuple[int, int], timeout: float = 5) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while await _load(bot, user_id) != load:  # noqa: ASYNC110 - the database has no event
             await asyncio.sleep(0.02)
 
 
@@ -220,7 +235,7 @@ async def test_a_batch_counts_what_is_already_queued_and_the_daily_quota(
     await second.wait_ack()
     bot = harness.bot
     assert bot is not None
-    await _until(lambda: bot.queue.user_load(alice.id) == (1, 1))
+    await _until_load(bot, alice.id, (1, 1))
 
     full = await alice.slash(
         "batch", field="product.color", values=", ".join(COLORS), template="product_shot"
@@ -249,9 +264,9 @@ async def test_a_batch_is_fair_to_other_users(harness: BotHarness) -> None:
         "batch", field="product.color", values=", ".join(COLORS), template="product_shot"
     )
     await _until(lambda: gemini.in_flight == 1)  # alice's first variant is being made
-    assert bot.queue.user_load(alice.id) == (1, 3)
+    assert await _load(bot, alice.id) == (1, 3)
     ix = await bob.slash("imagine", prompt="a blue whale")
-    await _until(lambda: bot.queue.user_load(bob.id) == (0, 1))
+    await _until_load(bot, bob.id, (0, 1))
     await _contact_sheet(fake, batch)
     await fake.wait_for_message(
         predicate=lambda m: m.id == ix.record.original_id and bool(m.embeds)

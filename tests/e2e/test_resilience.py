@@ -364,7 +364,7 @@ async def test_sigterm_stops_cleanly_and_the_job_resumes(harness: BotHarness) ->
     output = log_path.read_text(errors="replace")
     assert code == 0, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
-    assert "interrupted by shutdown" in output
+    assert "handed back to the queue by shutdown" in output
 
     gemini.latency = 0
     fake.reset_ready()

@@ -49,7 +49,7 @@ from bot.adapters.store.rows import (
     RefusalKind,
     Refused,
 )
-from bot.adapters.store.tables import generations, intake, job_turns
+from bot.adapters.store.tables import batch_sheets, generations, intake, job_turns
 from bot.adapters.store.tables import jobs as jobs_table
 
 # Float sums of prices (0.134 + 0.067 …) must not refuse a request that exactly fits.
@@ -184,7 +184,7 @@ class JobsMixin(StoreBase):
         can never together pass a limit. All of the request's jobs are recorded, or none.
 
         Quotas count what was charged today plus every queued/running generation at its
-        estimated cost (as bot.core.quotas.check_quota). A request of several jobs gets a group id
+        estimated cost. A request of several jobs gets a group id
         (`group_id`, or a new one). Returns the ids, or `Refused` naming the first limit that
         says no (waiting jobs, then images, dollars, the server's budget).
 
@@ -230,6 +230,22 @@ class JobsMixin(StoreBase):
             if intake_id is not None:
                 await tx.execute(sa.delete(intake).where(intake.c.id == intake_id))
         return Admitted(tuple(generation_ids), tuple(job_ids), group_id)
+
+    async def check_admission(
+        self,
+        *,
+        user_id: int,
+        guild_id: int | None,
+        images: int,
+        cost: float,
+        limits: AdmitLimits,
+    ) -> Refused | None:
+        """What `admit` would say now about `images` more at `cost`, without recording
+        anything: a check before a request is acknowledged (admit decides again)."""
+        async with self._db.reading() as tx:
+            return await self._refusal(
+                tx, user_id, guild_id, limits, images, cost, self._today()
+            )
 
     @staticmethod
     async def _refusal(
@@ -502,6 +518,15 @@ class JobsMixin(StoreBase):
         counts = dict.fromkeys(JOB_STATUSES, 0)
         counts.update({str(r["status"]): int(r["n"]) for r in rows})
         return counts
+
+    async def claim_batch_sheet(self, group_id: str, worker_id: str) -> bool:
+        """True for exactly one caller per group: the one that posts its contact sheet."""
+        async with self._db.transaction() as tx:
+            insert = self._insert(batch_sheets).values(
+                group_id=group_id, worker=worker_id, claimed_at=self._now()
+            )
+            changed = await tx.execute(insert.on_conflict_do_nothing())
+        return changed == 1
 
     async def group_jobs(self, group_id: str) -> list[JobRow]:
         """The jobs admitted together under `group_id`, in order."""

