@@ -18,6 +18,7 @@ from bot.adapters.store._chains import ChainsMixin
 from bot.adapters.store._generations import GenerationsMixin
 from bot.adapters.store._guilds import GuildsMixin
 from bot.adapters.store._jobs import JobsMixin
+from bot.adapters.store._records import RecordsMixin
 from bot.adapters.store._usage import UsageMixin
 from bot.adapters.store.db import Database
 from bot.adapters.store.files import ImageFiles
@@ -26,7 +27,15 @@ from bot.adapters.store.migrations import Migration, migrate
 log = logging.getLogger(__name__)
 
 
-class Store(GenerationsMixin, ChainsMixin, AnchorsMixin, GuildsMixin, UsageMixin, JobsMixin):
+class Store(
+    GenerationsMixin,
+    ChainsMixin,
+    AnchorsMixin,
+    GuildsMixin,
+    UsageMixin,
+    JobsMixin,
+    RecordsMixin,
+):
     """Everything the bot keeps. Open with `await Store.open(path)`; close when done."""
 
     @classmethod
