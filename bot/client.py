@@ -26,11 +26,13 @@ from bot.core.metrics import Metrics
 from bot.presentation.buttons import ActionButton, ActionRegistry
 from bot.presentation.replies import report_error
 from bot.services.chains import Chains
+from bot.services.describe import DescribeService
 from bot.services.generation import Generator
 from bot.services.health import HealthChecks, HealthServer
 from bot.services.posting import ResultPoster
 from bot.services.recovery import RecoveryService
 from bot.services.requests import RequestService
+from bot.services.split import SplitService
 from bot.services.templates import TemplateCatalog
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ EXTENSIONS = (
     "cogs.templates",
     "cogs.batch",
     "cogs.account",
+    "cogs.describe",
+    "cogs.split",
 )
 
 
@@ -73,6 +77,8 @@ class NanoBananaBot(commands.Bot):
     recovery: RecoveryService
     requests: RequestService
     templates: TemplateCatalog
+    describer: DescribeService
+    splitter: SplitService
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -129,6 +135,8 @@ class NanoBananaBot(commands.Bot):
             client=self,
         )
         self.requests = RequestService(store=self.store, settings=s, generator=self.generator)
+        self.describer = DescribeService(store=self.store, settings=s, gemini=self.gemini)
+        self.splitter = SplitService(store=self.store)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(ActionButton)
