@@ -18,6 +18,7 @@ from tests.fakes.gemini import FakeGemini, render_png
 from tests.fakes.gemini_fixtures import gemini_env, gemini_settings
 
 fake_gemini = gemini_fixtures.fake_gemini
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def picture(tmp_path: Path, name: str = "photo.png") -> Path:
@@ -72,7 +73,7 @@ async def test_as_a_command(fake_gemini: FakeGemini, tmp_path: Path) -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith(("GEMINI_", "GOOGLE_"))},
         **gemini_env(fake_gemini),
         "GEMINI_MAX_ATTEMPTS": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
+        "PYTHONPATH": str(ROOT),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "describe", str(picture(tmp_path)), "--detail", "full",
