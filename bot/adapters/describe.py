@@ -155,10 +155,11 @@ def check_answer(
 
 
 def describe_config(aspect_ratios: tuple[str, ...]) -> types.GenerateContentConfig:
+    """Structured output; temperature and thinking left at the model's defaults (Google
+    advises keeping Gemini 3 at its default temperature)."""
     return types.GenerateContentConfig(
         response_mime_type="application/json",
         response_json_schema=describe_schema(aspect_ratios),
-        temperature=0.4,
     )
 
 
