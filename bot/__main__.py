@@ -1,4 +1,4 @@
-"""Command line: `python -m bot run | prompt validate | prompt compile | render`.
+"""Command line: `python -m bot run | prompt validate | prompt compile | render | describe`.
 
 Exit statuses: 0 ok, 1 a problem with the input (invalid spec, failed generation),
 2 a configuration or usage error. Render failures have their own statuses (see bot.render).
@@ -67,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a local image for attachment:N references (repeat, in order)",
     )
+    describe = sub.add_parser(
+        "describe",
+        help="describe an image as a JSON prompt, without Discord",
+        description=(
+            "Describe an image as a JSON prompt (spec) with DESCRIBE_MODEL; the spec goes to "
+            "stdout (or --out), the summary and cost to stderr."
+        ),
+    )
+    describe.add_argument("image", type=Path, metavar="IMAGE")
+    describe.add_argument(
+        "--detail", choices=("brief", "standard", "full"), default="standard", help="how much detail"
+    )
+    describe.add_argument(
+        "--model", default=None, help="image model the spec is checked for (default: settings)"
+    )
+    describe.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the spec here")
     return parser
 
 
@@ -103,6 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return render_file(
                 args.file, out=args.out, model=args.model, settings=settings, images=args.image
+            )
+        if args.command == "describe":
+            require(settings, "GEMINI_API_KEY")
+            from bot.cli.describe import describe_file
+
+            return describe_file(
+                args.image, settings=settings, detail=args.detail, model=args.model, out=args.out
             )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,10 +26,12 @@ from bot.presentation.buttons import ActionButton, ActionRegistry
 from bot.presentation.replies import report_error
 from bot.services.batches import BatchSheets
 from bot.services.chains import Chains
+from bot.services.describe import DescribeService
 from bot.services.generation import Generator
 from bot.services.health import HealthChecks, HealthServer
 from bot.services.posting import ResultPoster
 from bot.services.requests import RequestService
+from bot.services.split import SplitService
 from bot.services.templates import TemplateCatalog
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ EXTENSIONS = (
     "cogs.templates",
     "cogs.batch",
     "cogs.account",
+    "cogs.describe",
+    "cogs.split",
 )
 
 
@@ -74,6 +78,8 @@ class NanoBananaBot(commands.AutoShardedBot):
     requests: RequestService
     templates: TemplateCatalog
     sheets: BatchSheets
+    describer: DescribeService
+    splitter: SplitService
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -127,6 +133,8 @@ class NanoBananaBot(commands.AutoShardedBot):
             client=self,
             fetch=self.http.get_from_cdn,
         )
+        self.describer = DescribeService(store=self.store, settings=s, gemini=self.gemini)
+        self.splitter = SplitService(store=self.store)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         self.add_dynamic_items(ActionButton)

@@ -220,6 +220,55 @@ PRICES: dict[str, ModelPrice] = {
 # Tokens one input image costs (Pro figure; used for estimates only).
 TOKENS_PER_INPUT_IMAGE = 560
 
+
+@dataclass(frozen=True)
+class TextPrice:
+    """Estimated US dollars per million tokens for a text model (/describe). Output includes
+    thinking tokens, which Google bills as output."""
+
+    input_per_million_tokens: float
+    output_per_million_tokens: float
+    # What one /describe call is assumed to use before it is made (the quota pre-check).
+    typical_input_tokens: int = 1_600
+    typical_output_tokens: int = 2_000
+
+
+# Text models /describe may use (DESCRIBE_MODEL). Gemini 3.8 Flash: Google's current GA Flash
+# text model (Gemini API model page and pricing page, autumn 2026; $0.75 input is the price
+# Google lists "through December 31, 2026"). 2.5 Flash: the long-standing GA Flash.
+TEXT_PRICES: dict[str, TextPrice] = {
+    "gemini-3.8-flash": TextPrice(input_per_million_tokens=0.75, output_per_million_tokens=3.75),
+    "gemini-2.5-flash": TextPrice(input_per_million_tokens=0.30, output_per_million_tokens=2.50),
+}
+DEFAULT_DESCRIBE_MODEL = "gemini-3.8-flash"
+
+
+def text_price(model: str) -> TextPrice | None:
+    """The price of a text model, or None for one the table does not know (charged as $0)."""
+    return TEXT_PRICES.get(model.strip().lower())
+
+
+def text_cost(model: str, *, input_tokens: int, output_tokens: int) -> float:
+    """Estimated dollars for text-model tokens (thinking tokens count as output)."""
+    p = text_price(model)
+    if p is None:
+        return 0.0
+    return round(
+        input_tokens * p.input_per_million_tokens / 1e6
+        + output_tokens * p.output_per_million_tokens / 1e6,
+        6,
+    )
+
+
+def estimate_text_cost(model: str) -> float:
+    """What one /describe call is expected to cost, for the quota pre-check."""
+    p = text_price(model)
+    if p is None:
+        return 0.0
+    return text_cost(
+        model, input_tokens=p.typical_input_tokens, output_tokens=p.typical_output_tokens
+    )
+
 MODEL_ALIASES: dict[str, str] = {
     "pro": "gemini-3-pro-image",
     "flash": "gemini-3.1-flash-image",
@@ -310,6 +359,10 @@ class Settings(BaseSettings):
     default_size: str = "1K"
     default_aspect: str = "1:1"
 
+    # /describe: the Gemini text model that reads an image and writes a spec.
+    describe_model: str = DEFAULT_DESCRIBE_MODEL
+    describe_timeout_seconds: float = Field(default=90.0, gt=0)
+
     # Queue and fairness
     max_concurrent_jobs: int = Field(default=4, ge=1, le=64)
     max_running_per_user: int = Field(default=2, ge=1)
@@ -384,6 +437,14 @@ class Settings(BaseSettings):
     @classmethod
     def _known_model(cls, value: str) -> str:
         return resolve_model(value)
+
+    @field_validator("describe_model")
+    @classmethod
+    def _text_model(cls, value: str) -> str:
+        name = value.strip()
+        if not name or "/" in name or " " in name:
+            raise ValueError("give a Gemini model id such as gemini-3.8-flash")
+        return name
 
     @field_validator("log_level")
     @classmethod

@@ -48,7 +48,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.config import MODEL_ALIASES, Settings, UnknownModelError, estimate_cost, require
+from bot.config import (
+    MODEL_ALIASES,
+    Settings,
+    UnknownModelError,
+    estimate_cost,
+    require,
+    text_cost,
+)
 
 # The SDK's httpx2 transport (used when aiohttp is absent) raises its own exception types.
 _HTTPX2_TIMEOUTS: tuple[type[BaseException], ...] = ()
@@ -119,6 +126,21 @@ class Generation:
     attempts: int
 
 
+@dataclass
+class TextAnswer:
+    """A successful call to a text model: the answer's text (thoughts skipped) and its cost."""
+
+    text: str
+    content: types.Content  # the model's returned content, unchanged (send it back next turn)
+    usage: Usage
+    cost: float
+    model: str
+    model_version: str | None
+    finish_reason: str | None
+    latency: float
+    attempts: int
+
+
 class FailureKind(StrEnum):
     PROMPT_BLOCKED = "prompt_blocked"
     OUTPUT_BLOCKED = "output_blocked"
@@ -130,6 +152,7 @@ class FailureKind(StrEnum):
     AUTH = "auth"
     SERVER_ERROR = "server_error"
     NETWORK = "network"
+    BAD_ANSWER = "bad_answer"  # a text model's answer was unusable (empty, cut off, invalid)
 
 
 _RETRYABLE_KINDS = frozenset(
@@ -451,6 +474,66 @@ def interpret(
     return Failure(FailureKind.NO_IMAGE, message, reason=finish, detail=text or finish_message)
 
 
+def interpret_text(response: types.GenerateContentResponse, *, model: str) -> TextAnswer | Failure:
+    """A parsed 200 response from a text model -> TextAnswer, or the Failure it amounts to."""
+    usage = _usage_of(response)
+    candidates = response.candidates or []
+    feedback = response.prompt_feedback
+    if not candidates:
+        reason = _enum_name(feedback.block_reason) if feedback is not None else None
+        if reason:
+            return Failure(
+                FailureKind.PROMPT_BLOCKED,
+                f"Google blocked the request ({reason}). Try another image.",
+                reason=reason,
+                detail=f"prompt blocked: {reason}",
+            )
+        return Failure(
+            FailureKind.BAD_ANSWER,
+            "Gemini returned nothing. Try again in a moment.",
+            detail="no candidates and no block reason",
+        )
+    candidate = candidates[0]
+    content = candidate.content or types.Content(role="model", parts=[])
+    parts = content.parts or []
+    text = "".join(p.text for p in parts if p.text and not p.thought).strip()
+    finish = _enum_name(candidate.finish_reason)
+    if finish in _BLOCKED_FINISH:
+        said = (
+            f" Google says: “{_short(candidate.finish_message)}”"
+            if candidate.finish_message
+            else " Try another image."
+        )
+        return Failure(
+            FailureKind.OUTPUT_BLOCKED,
+            f"Google blocked the answer ({finish}).{said}",
+            reason=finish,
+            detail=candidate.finish_message,
+        )
+    if not text:
+        return Failure(
+            FailureKind.BAD_ANSWER,
+            "The model gave an empty answer. Try again in a moment.",
+            reason=finish,
+            detail=candidate.finish_message,
+        )
+    return TextAnswer(
+        text=text,
+        content=content,
+        usage=usage,
+        cost=text_cost(
+            model,
+            input_tokens=usage.prompt_tokens,
+            output_tokens=usage.output_tokens + usage.thoughts_tokens,
+        ),
+        model=model,
+        model_version=response.model_version,
+        finish_reason=finish,
+        latency=0.0,
+        attempts=1,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # finishMessage from the raw response
 # ---------------------------------------------------------------------------------------------
@@ -637,9 +720,73 @@ class GeminiClient:
     ) -> Generation | Failure:
         """One generation (with retries). Never raises for API, network or timeout problems."""
         model = MODEL_ALIASES.get(model.strip().lower(), model.strip())
-        timeout = self._settings.timeout_for(size)
+        started = time.monotonic()
+        outcome = await self._with_retries(
+            model=model,
+            contents=contents,
+            config=config,
+            seconds=self._settings.timeout_for(size),
+            started=started,
+        )
+        if isinstance(outcome, Failure):
+            return outcome
+        response, attempts = outcome
+        result = interpret(response, model=model, size=size)
+        result.latency = time.monotonic() - started
+        result.attempts = attempts
+        if isinstance(result, Failure):
+            log.info(
+                "gemini %s answered without an image: %s (%s)",
+                model,
+                result.kind.value,
+                result.reason,
+            )
+        return result
+
+    async def generate_text(
+        self,
+        *,
+        model: str,
+        contents: Sequence[types.Content],
+        config: types.GenerateContentConfig,
+        seconds: float,
+    ) -> TextAnswer | Failure:
+        """One call to a text model (with the same retries, limits and failure mapping as
+        images): its text answer, or the Failure it amounts to. Never raises for API,
+        network or timeout problems."""
+        model = model.strip()
+        started = time.monotonic()
+        outcome = await self._with_retries(
+            model=model, contents=contents, config=config, seconds=seconds, started=started
+        )
+        if isinstance(outcome, Failure):
+            return outcome
+        response, attempts = outcome
+        result = interpret_text(response, model=model)
+        result.latency = time.monotonic() - started
+        result.attempts = attempts
+        if isinstance(result, Failure):
+            log.info(
+                "gemini %s answered without usable text: %s (%s)",
+                model,
+                result.kind.value,
+                result.reason,
+            )
+        return result
+
+    async def _with_retries(
+        self,
+        *,
+        model: str,
+        contents: Sequence[types.Content],
+        config: types.GenerateContentConfig,
+        seconds: float,
+        started: float,
+    ) -> tuple[types.GenerateContentResponse, int] | Failure:
+        """The call with our retry policy: the parsed answer and the attempts it took, or
+        the Failure the last error amounts to."""
         http_options = (config.http_options or types.HttpOptions()).model_copy(
-            update={"timeout": int(timeout * 1000)}  # HttpOptions.timeout is in milliseconds
+            update={"timeout": int(seconds * 1000)}  # HttpOptions.timeout is in milliseconds
         )
         update: dict[str, Any] = {"http_options": http_options}
         if config.automatic_function_calling is None:
@@ -648,7 +795,6 @@ class GeminiClient:
                 disable=True
             )
         call_config = config.model_copy(update=update)
-        started = time.monotonic()
         attempts = 0
 
         retrying = AsyncRetrying(
@@ -665,10 +811,10 @@ class GeminiClient:
                 with attempt:
                     attempts += 1
                     response = await self._call_once(
-                        model=model, contents=list(contents), config=call_config, seconds=timeout
+                        model=model, contents=list(contents), config=call_config, seconds=seconds
                     )
         except Exception as exc:  # CancelledError is not an Exception: cancelling still works
-            failure = _failure_from_exception(exc, timeout=timeout)
+            failure = _failure_from_exception(exc, timeout=seconds)
             failure.latency = time.monotonic() - started
             failure.attempts = attempts
             level = logging.ERROR if failure.kind is FailureKind.SERVER_ERROR else logging.WARNING
@@ -685,17 +831,7 @@ class GeminiClient:
             return failure
 
         assert response is not None  # the loop only ends without raising after a success
-        result = interpret(response, model=model, size=size)
-        result.latency = time.monotonic() - started
-        result.attempts = attempts
-        if isinstance(result, Failure):
-            log.info(
-                "gemini %s answered without an image: %s (%s)",
-                model,
-                result.kind.value,
-                result.reason,
-            )
-        return result
+        return response, attempts
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ Exit statuses (scripts can branch on them):
 | 11     | Gemini server error (after retries)                                     |
 | 12     | network error (after retries)                                           |
 | 13     | the result could not be written to DIR                                  |
+| 14     | a text model's answer was unusable (`describe`: invalid spec twice)     |
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ EXIT_FOR_FAILURE: dict[FailureKind, int] = {
     FailureKind.AUTH: 10,
     FailureKind.SERVER_ERROR: 11,
     FailureKind.NETWORK: 12,
+    FailureKind.BAD_ANSWER: 14,
 }
 _EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 

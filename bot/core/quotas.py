@@ -146,11 +146,31 @@ async def precheck(
     """The one pre-check, before a request is acknowledged or shown: QueueFull or
     QuotaExceeded if these images (one per spec) would pass a limit right now. Admission
     decides again, atomically, when it records them."""
-    refused = await store.check_admission(
+    await check_budget(
+        store,
+        settings,
         user_id=user_id,
         guild_id=guild_id,
         images=len(prepared),
         cost=request_cost(prepared),
+    )
+
+
+async def check_budget(
+    store: Store,
+    settings: Settings,
+    *,
+    user_id: int,
+    guild_id: int | None,
+    images: int,
+    cost: float,
+) -> None:
+    """`precheck` for any call (a /describe adds no image, only its cost)."""
+    refused = await store.check_admission(
+        user_id=user_id,
+        guild_id=guild_id,
+        images=images,
+        cost=cost,
         limits=await admit_limits(store, settings, guild_id),
     )
     if refused is not None:

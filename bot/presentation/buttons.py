@@ -30,6 +30,16 @@ class Action(StrEnum):
     CANCEL = "cancel"
     CANCEL_BATCH = "cancelbatch"  # on a batch's progress message; carries its first variant
     RETRY = "retry"
+    # /describe replies (carry the describe's record id)
+    GENERATE = "generate"
+    GENERATE_WITH_IMAGE = "genimage"
+    EDIT_SPEC = "editspec"
+    REDESCRIBE = "redescribe"
+    # Split: on grid results, the tile picker (a select menu; carries the result's id) and
+    # the tiles' own Save as anchor (carries the tile's id)
+    SPLIT = "split"
+    PICK_TILE = "tile"
+    SAVE_ANCHOR = "saveanchor"
 
 
 # action: (label, style, emoji)
@@ -44,6 +54,13 @@ _LOOK: dict[Action, tuple[str, discord.ButtonStyle, str | None]] = {
     Action.CANCEL: ("Cancel", discord.ButtonStyle.danger, None),
     Action.CANCEL_BATCH: ("Cancel batch", discord.ButtonStyle.danger, None),
     Action.RETRY: ("Retry", discord.ButtonStyle.primary, "🔁"),
+    Action.GENERATE: ("Generate", discord.ButtonStyle.primary, "🎨"),
+    Action.GENERATE_WITH_IMAGE: ("Generate with this image", discord.ButtonStyle.secondary, "🖼️"),
+    Action.EDIT_SPEC: ("Edit spec", discord.ButtonStyle.secondary, "📝"),
+    Action.REDESCRIBE: ("Retry", discord.ButtonStyle.primary, "🔁"),
+    Action.SPLIT: ("Split", discord.ButtonStyle.secondary, "✂️"),
+    Action.PICK_TILE: ("Pick a tile", discord.ButtonStyle.secondary, None),
+    Action.SAVE_ANCHOR: ("Save as anchor", discord.ButtonStyle.secondary, "📌"),
 }
 
 
@@ -117,7 +134,8 @@ def action_view(generation_id: int, actions: Iterable[Action]) -> discord.ui.Vie
     return view
 
 
-def result_actions(*, in_chain: bool) -> list[Action]:
+def result_actions(*, in_chain: bool, grid: bool = False) -> list[Action]:
+    """The buttons under a result; `grid`: its spec declares layout.grid (Split)."""
     actions = [
         Action.REROLL,
         Action.REFINE,
@@ -125,6 +143,8 @@ def result_actions(*, in_chain: bool) -> list[Action]:
         Action.UPSCALE_4K,
         Action.PROMPT,
     ]
+    if grid:
+        actions.append(Action.SPLIT)
     if in_chain:
         actions.append(Action.UNDO)
     actions.append(Action.DELETE)

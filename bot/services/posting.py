@@ -12,6 +12,7 @@ import os
 import discord
 
 from bot.adapters import imaging
+from bot.adapters.prompts.grid import grid_of
 from bot.adapters.store import GenerationRow, Store
 from bot.core.submission import public_spec
 from bot.errors import UserError
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 # event loop, Gemini's answers and Discord uploads moving; twenty 4K answers arriving
 # together then stay within a few hundred MB.
 HEAVY_SLOTS = max(1, (os.cpu_count() or 2) // 2)
+
+
+def splittable(gen: GenerationRow) -> bool:
+    """Split is offered on results whose spec declares a grid (layout.grid), not on tiles."""
+    return gen.kind != "tile" and grid_of(gen.spec) is not None
 
 
 def result_nonce(generation_id: int) -> str:
@@ -64,7 +70,9 @@ class ResultPoster:
                 discord.File(io.BytesIO(fitted.data), filename=filename),
                 discord.File(io.BytesIO(spec_json.encode()), filename="prompt.json"),
             ]
-            view = action_view(gen.id, result_actions(in_chain=gen.chain_id is not None))
+            view = action_view(
+                gen.id, result_actions(in_chain=gen.chain_id is not None, grid=splittable(gen))
+            )
             try:
                 message = await target.finish(
                     content=None, embed=embed, files=files, view=view, nonce=result_nonce(gen.id)

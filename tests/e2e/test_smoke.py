@@ -17,6 +17,7 @@ PRODUCT_COMMANDS = {
     "settings": {"model", "size", "aspect", "private", "threads"},
     "usage": {"user"},
     "history": {"id"},
+    "describe": {"image", "detail"},
 }
 PRODUCT_GROUPS = {
     "anchor": {"save", "list", "show", "delete", "rename"},
@@ -24,7 +25,7 @@ PRODUCT_GROUPS = {
 }
 # Documented in the README: the admins' quota group (issue 12 leaves its design to us).
 EXTRA_GROUPS = {"quota": {"set", "show"}}
-CONTEXT_MENUS = {"Edit image", "Save as anchor"}
+CONTEXT_MENUS = {"Edit image", "Save as anchor", "Describe as JSON"}
 
 
 async def test_syncs_exactly_the_product_commands(bot_harness: BotHarness) -> None:

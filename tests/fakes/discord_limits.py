@@ -28,6 +28,10 @@ MAX_ACTION_ROWS = 5
 MAX_ROW_ITEMS = 5
 CUSTOM_ID_MAX = 100
 BUTTON_LABEL_MAX = 80
+# Select menus: options, their texts, the placeholder, how many values may be picked.
+SELECT_MAX_OPTIONS = 25
+SELECT_OPTION_TEXT_MAX = 100  # label, value, description
+SELECT_PLACEHOLDER_MAX = 150
 MODAL_TITLE_MAX = 45
 MODAL_MAX_COMPONENTS = 5
 TEXT_INPUT_LABEL_MAX = 45
@@ -278,6 +282,15 @@ def component_errors(
                 out.append((["components", i, "components"], *_between(1, MAX_ROW_ITEMS)))
             if len(items) > MAX_ROW_ITEMS:
                 out.append((["components", i, "components"], *_max_len(MAX_ROW_ITEMS)))
+            if len(items) > 1 and any(item.get("type") in SELECT_TYPES for item in items):
+                # a select menu takes a whole row (width 5)
+                out.append(
+                    (
+                        ["components", i, "components"],
+                        "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                        "The specified component exceeds the maximum width",
+                    )
+                )
     seen: set[str] = set()
     for comp in walk_components(components):
         custom_id = comp.get("custom_id")
@@ -302,8 +315,56 @@ def component_errors(
                 out.append(
                     (["components", "custom_id"], "BASE_TYPE_REQUIRED", "This field is required")
                 )
-        if comp.get("type") in SELECT_TYPES and len(comp.get("options") or []) > 25:
-            out.append((["components", "options"], *_max_len(25)))
+        if comp.get("type") in SELECT_TYPES:
+            out += _select_errors(comp)
+    return out
+
+
+def _select_errors(comp: Mapping[str, Any]) -> list[tuple[list[str | int], str, str]]:
+    """What Discord refuses in a select menu: 1-25 options for a string select, option
+    texts over 100, a placeholder over 150, min/max values outside 0-25 (max at least 1 and
+    at most the options), min over max, more than one default for a single pick."""
+    out: list[tuple[list[str | int], str, str]] = []
+    options = comp.get("options") or []
+    if comp.get("type") == 3 and not 1 <= len(options) <= SELECT_MAX_OPTIONS:
+        out.append((["components", "options"], *_between(1, SELECT_MAX_OPTIONS)))
+    elif len(options) > SELECT_MAX_OPTIONS:
+        out.append((["components", "options"], *_max_len(SELECT_MAX_OPTIONS)))
+    values: set[str] = set()
+    for option in options:
+        for key in ("label", "value", "description"):
+            if _text_len(option.get(key)) > SELECT_OPTION_TEXT_MAX:
+                out.append((["components", "options", key], *_max_len(SELECT_OPTION_TEXT_MAX)))
+        for key in ("label", "value"):
+            if not _text_len(option.get(key)):
+                out.append(
+                    (["components", "options", key], "BASE_TYPE_REQUIRED", "This field is required")
+                )
+        value = str(option.get("value"))
+        if value in values:
+            out.append(
+                (
+                    ["components", "options", "value"],
+                    "SELECT_COMPONENT_OPTION_VALUE_DUPLICATED",
+                    "Select component option values must be unique",
+                )
+            )
+        values.add(value)
+    if _text_len(comp.get("placeholder")) > SELECT_PLACEHOLDER_MAX:
+        out.append((["components", "placeholder"], *_max_len(SELECT_PLACEHOLDER_MAX)))
+    low = comp.get("min_values", 1)
+    high = comp.get("max_values", 1)
+    if not (isinstance(low, int) and 0 <= low <= SELECT_MAX_OPTIONS):
+        out.append((["components", "min_values"], *_between(0, SELECT_MAX_OPTIONS)))
+    if not (isinstance(high, int) and 1 <= high <= SELECT_MAX_OPTIONS):
+        out.append((["components", "max_values"], *_between(1, SELECT_MAX_OPTIONS)))
+    elif comp.get("type") == 3 and options and high > len(options):
+        out.append((["components", "max_values"], *_between(1, len(options))))
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        out.append((["components", "min_values"], *_between(0, high)))
+    defaults = sum(1 for option in options if option.get("default"))
+    if isinstance(high, int) and defaults > high:
+        out.append((["components", "options", "default"], *_max_len(high)))
     return out
 
 

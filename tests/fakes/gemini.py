@@ -40,15 +40,18 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
 from aiohttp import web
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 from PIL.PngImagePlugin import PngInfo
 
-from bot.config import CAPABILITIES, OUTPUT_DIMENSIONS, PRICES, ModelCapability
+from bot.adapters.prompts.grid import grid_of
+from bot.config import CAPABILITIES, OUTPUT_DIMENSIONS, PRICES, TEXT_PRICES, ModelCapability
 
 DEFAULT_API_KEY = "fake-gemini-key-not-a-secret"
 MARK_KEY = "fake-gemini-mark"
@@ -70,6 +73,19 @@ FAULT_KINDS = frozenset(
         "disconnect",  # drop the connection without an answer (transport error)
     }
 )
+
+# Text models the fake serves (structured output for /describe): the bot's price table.
+TEXT_MODELS = frozenset(TEXT_PRICES)
+# What Gemini's responseJsonSchema understands (Google's GenerationConfig reference); a schema
+# using anything else is refused with 400, as the real API refuses what it cannot read.
+JSON_SCHEMA_KEYWORDS = frozenset(
+    {
+        "$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum",
+        "items", "prefixItems", "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf",
+        "properties", "additionalProperties", "required", "propertyOrdering",
+    }
+)  # fmt: skip
+GRID_GUTTER_COLOUR = (236, 236, 236)
 
 _QUOTA_METRIC = "generativelanguage.googleapis.com/generate_content_requests"
 _SNAKE = re.compile(r"_([a-z0-9])")
@@ -142,6 +158,60 @@ def render_png(width: int, height: int, mark: str) -> bytes:
     info.add_text(MARK_KEY, mark)
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=1, pnginfo=info)  # level 1: fast, and noise barely packs
+    return buf.getvalue()
+
+
+def grid_layout(
+    width: int, height: int, rows: int, cols: int
+) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """(gutter, tile boxes row by row) of an R×C sheet: equal tiles, uniform gutters of one
+    width between them and a border of at least that width around them."""
+    gutter = max(4, round(min(width, height) * 0.016))
+    tile_w = (width - 2 * gutter - (cols - 1) * gutter) // cols
+    tile_h = (height - 2 * gutter - (rows - 1) * gutter) // rows
+    left = (width - cols * tile_w - (cols - 1) * gutter) // 2
+    top = (height - rows * tile_h - (rows - 1) * gutter) // 2
+    boxes = [
+        (
+            left + c * (tile_w + gutter),
+            top + r * (tile_h + gutter),
+            left + c * (tile_w + gutter) + tile_w,
+            top + r * (tile_h + gutter) + tile_h,
+        )
+        for r in range(rows)
+        for c in range(cols)
+    ]
+    return gutter, boxes
+
+
+def render_grid_png(width: int, height: int, mark: str, rows: int, cols: int) -> bytes:
+    """A sheet of R×C tiles on uniform gutters; every tile carries the mark (tint and band),
+    so `fake_mark_of` reads it from each tile Split cuts out, and the PNG from its tEXt."""
+    _gutter, boxes = grid_layout(width, height, rows, cols)
+    sheet = Image.new("RGB", (width, height), GRID_GUTTER_COLOUR)
+    x0, y0, x1, y1 = boxes[0]
+    tile_png = render_png(x1 - x0, y1 - y0, mark)
+    with Image.open(io.BytesIO(tile_png)) as tile:
+        tile.load()
+        for index, box in enumerate(boxes):
+            # each tile a little different, so tiles are told apart
+            shade = Image.new("RGB", tile.size, _tint_for(index + 7))
+            sheet.paste(Image.blend(tile.convert("RGB"), shade, 0.12), box[:2])
+    # The band must stay readable per tile: redraw it on each one.
+    draw = ImageDraw.Draw(sheet)
+    number = _mark_number(mark)
+    for bx0, by0, bx1, by1 in boxes:
+        w, h = bx1 - bx0, by1 - by0
+        band_h = max(4, round(h * _BAND))
+        for i, bit in enumerate(_bits_for(number)):
+            cx0 = bx0 + round(i * w / _CELLS)
+            cx1 = bx0 + round((i + 1) * w / _CELLS)
+            colour = (255, 255, 255) if bit else (0, 0, 0)
+            draw.rectangle((cx0, by0, cx1 - 1, by0 + band_h - 1), fill=colour)
+    info = PngInfo()
+    info.add_text(MARK_KEY, mark)
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG", compress_level=1, pnginfo=info)
     return buf.getvalue()
 
 
@@ -321,6 +391,26 @@ class Issued:
     png_sha256: str
     signatures: list[bytes | None]  # per part of the returned content
     response_id: str
+    grid: tuple[int, int] | None = None  # (rows, cols) when the spec declared layout.grid
+    tile_boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def tile_size(self) -> tuple[int, int] | None:
+        if not self.tile_boxes:
+            return None
+        x0, y0, x1, y1 = self.tile_boxes[0]
+        return x1 - x0, y1 - y0
+
+
+@dataclass
+class TextIssued:
+    """One text-model answer (structured output): the schema it was given and what it said."""
+
+    model: str
+    schema: dict[str, Any] | None
+    text: str
+    scripted: bool  # a test's answer (answer_next_text), not one made from the schema
+    input_marks: list[str | None]  # fake_mark_of each input image
 
 
 @dataclass
@@ -360,6 +450,11 @@ class FakeGemini:
         self.max_request_bytes = max_request_bytes
         self.requests: list[FakeRequest] = []
         self.issued: list[Issued] = []
+        self.text_issued: list[TextIssued] = []
+        # Answers the next text-model calls give instead of one made from the schema.
+        self._text_answers: deque[str] = deque()
+        # Fields merged into the answers made from the schema (e.g. {"layout": {"grid": "3x3"}}).
+        self.describe_extra: dict[str, Any] = {}
         self.in_flight = 0
         self.max_in_flight = 0
         self._faults: list[_Fault] = []
@@ -415,6 +510,12 @@ class FakeGemini:
         if times < 1:
             raise ValueError("times must be >= 1")
         self._faults.append(_Fault(kind, times, kw))
+
+    def answer_next_text(self, answer: str | dict[str, Any], times: int = 1) -> None:
+        """The next `times` text-model answers are `answer` (a dict is sent as JSON; a string
+        as it is, so invalid JSON can be scripted), whatever schema was asked for."""
+        text = answer if isinstance(answer, str) else json.dumps(answer)
+        self._text_answers.extend([text] * times)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -510,6 +611,10 @@ class FakeGemini:
 
         if rec.api_version not in ("v1", "v1beta"):
             return _error(404, "NOT_FOUND", f"API version {rec.api_version} is not found.")
+        if rec.model in TEXT_MODELS and rec.method == "generateContent":
+            if parse_error:
+                return _error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+            return self._text_model_answer(rec)
         cap = _capability_for(rec.model)
         if cap is None or rec.method != "generateContent":
             return _error(
@@ -710,7 +815,14 @@ class FakeGemini:
         """Runs in a thread: renders the PNG and builds the whole JSON body."""
         mark = _new_mark()
         width, height = output_dims(size, aspect, cap.id)
-        png = render_png(width, height, mark)
+        spec = rec.spec or {}
+        grid = grid_of(spec) if spec.get("task", "generate_image") == "generate_image" else None
+        tile_boxes: list[tuple[int, int, int, int]] = []
+        if grid is not None:
+            _gutter, tile_boxes = grid_layout(width, height, *grid)
+            png = render_grid_png(width, height, mark, *grid)
+        else:
+            png = render_png(width, height, mark)
         image_sig, text_sig = os.urandom(64), os.urandom(48)
         parts: list[dict[str, Any]] = [
             {
@@ -751,6 +863,8 @@ class FakeGemini:
                     png_sha256=hashlib.sha256(png).hexdigest(),
                     signatures=signatures,
                     response_id=response_id,
+                    grid=grid,
+                    tile_boxes=tile_boxes,
                 )
             )
         per_image = PRICES[cap.id].output_tokens_per_image.get(size, 1120)
@@ -764,6 +878,37 @@ class FakeGemini:
             "responseId": response_id,
         }
         return json.dumps(payload).encode()
+
+    def _text_model_answer(self, rec: FakeRequest) -> web.Response:
+        """A text model: plain text, or with responseMimeType application/json and a
+        responseJsonSchema, JSON that fits the schema (checked with jsonschema)."""
+        problem = _validate_text_request(rec)
+        if problem:
+            return _error(400, "INVALID_ARGUMENT", problem)
+        try:
+            self._verify_signatures(rec.contents)
+        except _BadSignature as exc:
+            return _error(400, "INVALID_ARGUMENT", exc.message)
+        schema = _raw_json_schema(rec.body)
+        marks = [fake_mark_of(data) for _mime, data in rec.input_images]
+        scripted = bool(self._text_answers)
+        if scripted:
+            text = self._text_answers.popleft()
+        elif schema is not None:
+            answer = _sample(schema, "spec", marks[0] if marks else None)
+            if isinstance(answer, dict):
+                answer.update(self.describe_extra)
+            jsonschema.validate(answer, schema)  # the fake's own answer must fit
+            text = json.dumps(answer, indent=2)
+        else:
+            text = "A picture." if marks else "Text only, as requested."
+        self.text_issued.append(
+            TextIssued(
+                model=rec.model, schema=schema, text=text, scripted=scripted, input_marks=marks
+            )
+        )
+        body = self._text_response(rec, text)
+        return self._json(body)
 
     # -- thought signatures ---------------------------------------------------------------------
 
@@ -920,3 +1065,105 @@ def _usage(rec: FakeRequest, *, output: int, thoughts: int) -> dict[str, int]:
 
 def _response_id() -> str:
     return uuid.uuid4().hex[:22]
+
+
+def _validate_text_request(rec: FakeRequest) -> str | None:
+    """What the real API refuses in a text-model request (structured output included)."""
+    contents = rec.contents
+    if not contents:
+        return "* GenerateContentRequest.contents: contents is not specified"
+    for index, content in enumerate(contents):
+        if not content.get("parts"):
+            return f"* GenerateContentRequest.contents[{index}].parts: must not be empty."
+    config = rec.generation_config
+    modalities = [str(m).upper() for m in config.get("responseModalities") or ["TEXT"]]
+    # The schema as sent: its property names are the spec's own keys, never camelised.
+    raw_schema = _raw_json_schema(rec.body)
+    if "IMAGE" in modalities:
+        return f"Model {rec.model} does not support the requested response modalities: image"
+    if int(config.get("candidateCount") or 1) > 1:
+        return "Multiple candidates is not enabled for this model."
+    mime = config.get("responseMimeType")
+    schema = raw_schema
+    if "responseSchema" in config and schema is not None:
+        return "responseSchema and responseJsonSchema cannot both be set."
+    if schema is not None:
+        if mime != "application/json":
+            return "responseJsonSchema requires responseMimeType application/json."
+        if not isinstance(schema, dict):
+            return "* GenerationConfig.response_json_schema: must be a JSON Schema object."
+        bad = _unknown_keywords(schema)
+        if bad:
+            return f"* GenerationConfig.response_json_schema: unsupported keyword at {bad[0]}"
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            return f"* GenerationConfig.response_json_schema: invalid schema: {exc.message}"
+    return None
+
+
+def _raw_json_schema(body: dict[str, Any]) -> Any:
+    config = body.get("generationConfig", body.get("generation_config")) or {}
+    if not isinstance(config, dict):
+        return None
+    return config.get("responseJsonSchema", config.get("response_json_schema"))
+
+
+def _unknown_keywords(schema: object, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in ("properties", "$defs") and isinstance(value, dict):
+                for name, sub in value.items():
+                    found += _unknown_keywords(sub, f"{path}/{key}/{name}")
+                continue
+            if key not in JSON_SCHEMA_KEYWORDS:
+                found.append(f"{path}/{key}")
+            if isinstance(value, dict | list) and key != "enum":
+                found += _unknown_keywords(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, item in enumerate(schema):
+            found += _unknown_keywords(item, f"{path}/{i}")
+    return found
+
+
+def _sample(schema: dict[str, Any], name: str, mark: str | None) -> Any:
+    """A value that fits `schema`: what a model would write for a field called `name`."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema or "oneOf" in schema:
+        options = schema.get("anyOf") or schema.get("oneOf") or []
+        strings = [o for o in options if isinstance(o, dict) and o.get("type") == "string"]
+        return _sample(strings[0] if strings else options[0], name, mark)
+    kind = schema.get("type")
+    if kind == "object":
+        props: dict[str, Any] = schema.get("properties") or {}
+        out: dict[str, Any] = {}
+        wanted = list(schema.get("required") or []) + [
+            k for k in ("layout", "props") if k in props
+        ]
+        for key in props if name == "spec" else wanted:
+            if key in props and key not in out and key != "grid":
+                out[key] = _sample(props[key], key, mark)
+        if name == "spec" and mark:
+            out["subject"] = f"the picture marked {mark}"
+        return out
+    if kind == "array":
+        return [_sample(schema.get("items") or {"type": "string"}, name, mark)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return True
+    words = {
+        "subject": "a ceramic mug on a table",
+        "style": "clean product photography",
+        "environment": "a sunlit kitchen counter",
+        "camera": "three-quarter view, 85mm",
+        "lighting": "soft window light from the left",
+        "text": "no visible text",
+        "negative_prompt": "blurry",
+        "composition": "subject centred",
+    }
+    return words.get(name, f"{name} as seen in the picture")

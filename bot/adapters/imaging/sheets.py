@@ -18,6 +18,7 @@ from bot.adapters.imaging.colour import _profile_for, _standard_mode
 from bot.adapters.imaging.decode import _OUTBOUND_MAX_PIXELS, _load, _open, _upright, image_size
 from bot.adapters.imaging.encode import _encode, _encode_to_fit
 from bot.adapters.imaging.formats import _FORMATS_WE_POST, ImageError
+from bot.adapters.imaging.gutters import even_boxes, grid_boxes
 
 _SHEET_BACKGROUND = (43, 45, 49)  # Discord's dark theme, so the sheet sits well in the chat
 _SHEET_TILE_BACKGROUND = (30, 31, 34)
@@ -348,11 +349,14 @@ def _safe_size(data: bytes) -> tuple[int, int]:
         return (0, 0)
 
 
-def split_grid(data: bytes, rows: int, cols: int) -> list[bytes]:
+def split_grid(data: bytes, rows: int, cols: int, *, trim: bool = True) -> list[bytes]:
     """Cut an R×C sheet (a 3×3 sprite sheet, a storyboard) into tiles, row by row.
 
-    Tiles keep the input's format where it makes sense (PNG, JPEG, WEBP); GIF and HEIF
-    become PNG. Uneven sizes are spread so the tiles differ by at most one pixel.
+    With `trim`, uniform gutters between the tiles and borders around them are found in the
+    pixels and left out (see bot.adapters.imaging.gutters); where none show consistently, or
+    without `trim`, the cut is even. Tiles keep the input's format where it makes sense (PNG,
+    JPEG, WEBP); GIF and HEIF become PNG. Uneven sizes are spread so the tiles differ by at
+    most one pixel.
     """
     if not (1 <= rows <= 16 and 1 <= cols <= 16):
         raise ImageError("A grid needs 1 to 16 rows and 1 to 16 columns.")
@@ -368,13 +372,11 @@ def split_grid(data: bytes, rows: int, cols: int) -> list[bytes]:
     out_fmt = fmt if fmt in _FORMATS_WE_POST else "PNG"
     if out_fmt == "JPEG" and picture.mode in ("RGBA", "LA"):
         out_fmt = "PNG"
-    xs = [round(i * width / cols) for i in range(cols + 1)]
-    ys = [round(j * height / rows) for j in range(rows + 1)]
+    boxes = grid_boxes(picture, rows, cols) if trim else even_boxes(width, height, rows, cols)
     tiles: list[bytes] = []
-    for r in range(rows):
-        for c in range(cols):
-            tile = picture.crop((xs[c], ys[r], xs[c + 1], ys[r + 1]))
-            # q95 keeps a second JPEG/WebP generation visually lossless.
-            quality = 95 if out_fmt in ("JPEG", "WEBP") else None
-            tiles.append(_encode(tile, out_fmt, quality, icc=icc))
+    for box in boxes:
+        tile = picture.crop(box)
+        # q95 keeps a second JPEG/WebP generation visually lossless.
+        quality = 95 if out_fmt in ("JPEG", "WEBP") else None
+        tiles.append(_encode(tile, out_fmt, quality, icc=icc))
     return tiles

@@ -8,7 +8,19 @@ from enum import StrEnum
 from typing import Any
 
 GENERATION_KINDS = frozenset(
-    {"imagine", "prompt", "edit", "blend", "reroll", "upscale", "refine", "batch", "template"}
+    {
+        "imagine",
+        "prompt",
+        "edit",
+        "blend",
+        "reroll",
+        "upscale",
+        "refine",
+        "batch",
+        "template",
+        "describe",  # /describe: a text model's spec of an image (no output image)
+        "tile",  # one tile Split cut from a grid result (recorded, never generated)
+    }
 )
 OPEN_STATUSES = ("queued", "running")
 FAILED_STATUSES = ("failed", "blocked", "cancelled")

@@ -26,6 +26,7 @@ from bot.adapters.store._guilds import GuildsMixin
 from bot.adapters.store._intake import IntakeMixin
 from bot.adapters.store._jobs import JobsMixin
 from bot.adapters.store._limiter import LimiterMixin
+from bot.adapters.store._records import RecordsMixin
 from bot.adapters.store._usage import UsageMixin
 from bot.adapters.store.db import Database
 from bot.adapters.store.files import ImageFiles
@@ -45,6 +46,7 @@ class Store(
     JobsMixin,
     LimiterMixin,
     IntakeMixin,
+    RecordsMixin,
 ):
     """Everything the bot keeps. Open with `await Store.open(path_or_url)`; close when done."""
 
