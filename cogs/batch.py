@@ -17,9 +17,17 @@ from bot.adapters.prompts import RequestOptions, parse_prompt_text
 from bot.errors import UserError
 from bot.presentation.buttons import Action
 from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
+from bot.services.economy import EconomyBatchRun
 from bot.services.requests import acknowledge, requester_of
 from bot.services.templates import spec_from_template
-from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of, template_autocomplete
+from cogs._shared import (
+    ASPECT_CHOICES,
+    ECONOMY_HELP,
+    MODEL_CHOICES,
+    SIZE_CHOICES,
+    bot_of,
+    template_autocomplete,
+)
 from cogs.templates import vars_autocomplete
 
 
@@ -60,6 +68,7 @@ class Batch(commands.Cog):
         aspect="Aspect ratio",
         size="Resolution",
         model="Which model",
+        economy=ECONOMY_HELP,
     )
     @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
     @app_commands.autocomplete(template=template_autocomplete, vars=vars_autocomplete)
@@ -74,6 +83,7 @@ class Batch(commands.Cog):
         aspect: str | None = None,
         size: str | None = None,
         model: str | None = None,
+        economy: bool | None = None,
     ) -> None:
         bot = bot_of(interaction)
         if (template is None) == (json is None):
@@ -90,9 +100,29 @@ class Batch(commands.Cog):
         options = RequestOptions(model=model, size=size, aspect=aspect)
         variants = plan_batch(base, field, values, options, prefs.defaults)
         added = not has_path(base, field)
+        use_economy = await bot.economy.wanted(
+            interaction.user.id, interaction.guild_id, "batch", economy
+        )
         # Limits for the whole batch, before anything is shown, queued or charged.
-        await bot.requests.precheck(requester_of(interaction), [v.prepared for v in variants if v.prepared is not None])
+        await bot.requests.precheck(
+            requester_of(interaction),
+            [v.prepared for v in variants if v.prepared is not None],
+            economy=use_economy,
+        )
         await acknowledge(interaction, private=prefs.private)
+        if use_economy:
+            economy_run = EconomyBatchRun(
+                store=bot.store,
+                economy=bot.economy,
+                interaction=interaction,
+                field=field.strip(),
+                variants=variants,
+                private=prefs.private,
+            )
+            if added:
+                economy_run.notes.append(f"`{field.strip()}` was not in the spec, so it was added.")
+            await economy_run.start()  # the economy loop takes it from here
+            return
         run = BatchRun(
             store=bot.store,
             settings=bot.settings,

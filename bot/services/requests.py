@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
@@ -27,6 +27,9 @@ from bot.core.submission import Requester, Submission
 from bot.errors import UserError
 from bot.presentation.targets import DiscordClient, InteractionTarget, ResumedTarget, Target
 from bot.services.generation import Generator
+
+if TYPE_CHECKING:
+    from bot.services.economy import EconomyService
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ class RequestService:
         self.client = client
         self.fetch = fetch  # downloads an attachment URL (a restarted process re-downloads)
         self._sweeper: asyncio.Task[None] | None = None
+        # Economy requests (Gemini's Batch API) are admitted there instead (bot.client wires it).
+        self.economy: EconomyService | None = None
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._take_over_stale(), name="intake-takeover")
@@ -113,7 +118,9 @@ class RequestService:
             self.store, self.settings, interaction.user.id, interaction.guild_id
         )
 
-    async def precheck(self, requester: Requester, prepared: Sequence[PreparedSpec]) -> None:
+    async def precheck(
+        self, requester: Requester, prepared: Sequence[PreparedSpec], *, economy: bool = False
+    ) -> None:
         """Queue room and quota for these images, before acknowledging or charging."""
         await precheck(
             self.store,
@@ -121,6 +128,7 @@ class RequestService:
             user_id=requester.user_id,
             guild_id=requester.guild_id,
             prepared=prepared,
+            economy=economy,
         )
 
     async def run(
@@ -132,18 +140,26 @@ class RequestService:
         options: RequestOptions,
         attachments: Sequence[discord.Attachment] = (),
         private: bool | None = None,
+        economy: bool | None = False,
     ) -> int:
         """Prepare, check, acknowledge (recording the request at the same time), download,
-        resolve and queue one request. Returns its generation id."""
+        resolve and queue one request. Returns its generation id. `economy`: through
+        Gemini's Batch API (None: the user's /settings default, for the commands that offer
+        it)."""
         prefs = await self.preferences(interaction)
         is_private = prefs.private if private is None else private
+        use_economy = False
+        if economy is not False and self.economy is not None:
+            use_economy = await self.economy.wanted(
+                interaction.user.id, interaction.guild_id, kind, economy
+            )
         try:
             prepared = prepare(raw, options, prefs.defaults)
         except SpecError as exc:
             raise PromptProblem(exc) from None
         check_declared_sizes(attachments, self.settings)
         requester = requester_of(interaction)
-        await self.precheck(requester, [prepared])
+        await self.precheck(requester, [prepared], economy=use_economy)
         target = InteractionTarget(interaction, private=is_private)
         payload = {
             "kind": kind,
@@ -155,6 +171,7 @@ class RequestService:
                 {"url": a.url, "filename": a.filename, "size": a.size} for a in attachments
             ],
             "target": target.resume_info(),
+            "economy": use_economy,
         }
         intake_id, _ = await asyncio.gather(
             self.store.receive(
@@ -172,8 +189,9 @@ class RequestService:
             )
 
         return await self._queue(
-            intake_id, requester, kind=kind, prepared=prepared, uploads=uploads, target=target
-        )
+            intake_id, requester, kind=kind, prepared=prepared, uploads=uploads, target=target,
+            economy=use_economy,
+        )  # fmt: skip
 
     async def _queue(
         self,
@@ -184,6 +202,7 @@ class RequestService:
         prepared: PreparedSpec,
         uploads: Callable[[], Awaitable[list[Upload]]],
         target: Target,
+        economy: bool = False,
     ) -> int:
         """Download, resolve and admit a received request; its intake record goes with the
         admission (or with a refusal the user is told of)."""
@@ -199,6 +218,8 @@ class RequestService:
                 sub = Submission.build(
                     requester, kind=kind, prepared=prepared, inputs=inputs, private=target.private
                 )
+                if economy and self.economy is not None:
+                    return await self.economy.submit(sub, target, intake_id=intake_id)
                 return await self.generator.submit(sub, target, intake_id=intake_id)
             except Exception:
                 # Refused (the user is told) or broken (the user is told, with a reference).
@@ -267,7 +288,7 @@ class RequestService:
 
             gen_id = await self._queue(
                 row.id, requester, kind=str(info["kind"]), prepared=prepared, uploads=uploads,
-                target=target,
+                target=target, economy=bool(info.get("economy")),
             )  # fmt: skip
             log.info("took over request %s (generation %s) after its process died", row.id, gen_id)
         except (UserError, SpecError) as exc:

@@ -34,7 +34,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.adapters.store._base import StoreBase, check_day, from_json
+from bot.adapters.store._base import StoreBase, check_day, from_json, to_json
 from bot.adapters.store._jobs import ECONOMY_LANE
 from bot.adapters.store.db import Record
 from bot.adapters.store.tables import economy_batches, economy_items, economy_usage, generations
@@ -51,8 +51,8 @@ ITEM_STATES = ("pending", "done", "failed", "cancelled")
 _JOB_FINAL = ("done", "failed", "cancelled", "interrupted")
 _BATCH_FIELDS = frozenset(
     {
-        "state", "gemini_state", "name", "submit_attempts", "submitted_at", "started_at",
-        "ended_at", "next_poll_at", "polls", "error",
+        "state", "gemini_state", "name", "request_keys", "submit_attempts", "submitted_at",
+        "started_at", "ended_at", "next_poll_at", "polls", "error",
     }
 )  # fmt: skip
 # Gemini states in which a batch has not started: its requests can still be withdrawn.
@@ -68,6 +68,7 @@ class EconomyBatchRow:
     gemini_state: str | None
     name: str | None
     display_name: str
+    request_keys: list[str] | None  # what was sent, in order (answers may come without keys)
     submit_attempts: int
     created_at: float
     submitted_at: float | None
@@ -130,6 +131,7 @@ def _batch(r: Record) -> EconomyBatchRow:
         gemini_state=r["gemini_state"],
         name=r["name"],
         display_name=str(r["display_name"]),
+        request_keys=from_json(r["request_keys"]),
         submit_attempts=int(r["submit_attempts"]),
         created_at=float(r["created_at"]),
         submitted_at=r["submitted_at"],
@@ -191,6 +193,13 @@ class EconomyMixin(StoreBase):
         if max_requests < 1:
             raise ValueError("max_requests must be at least 1")
         formed: list[EconomyBatchRow] = []
+        async with self._db.reading() as tx:  # most rounds find nothing: no write lock then
+            if not await tx.scalar(
+                sa.select(sa.func.count())
+                .select_from(jobs_table)
+                .where(j.status == "queued", j.lane == ECONOMY_LANE)
+            ):
+                return formed
         async with self._db.transaction() as tx:
             await tx.lock("economy:form")
             now = self._now()
@@ -258,6 +267,11 @@ class EconomyMixin(StoreBase):
         """The batch most overdue for submitting or polling that nobody holds, now held by
         `worker_id`; None when none is due."""
         lease = _lease(lease_seconds)
+        now = self._now()
+        due = sa.and_(b.state.in_(("forming", "submitted")), b.next_poll_at <= now)
+        async with self._db.reading() as tx:  # most rounds find nothing: no write lock then
+            if not await tx.scalar(sa.select(sa.func.count()).select_from(economy_batches).where(due)):
+                return None
         async with self._db.transaction() as tx:
             await tx.lock("economy:claim")
             now = self._now()
@@ -308,6 +322,8 @@ class EconomyMixin(StoreBase):
             values.update(lease_owner=None, lease_expires_at=None)
         if not values:
             return True
+        if "request_keys" in values:
+            values["request_keys"] = to_json(list(values["request_keys"]))
         async with self._db.transaction() as tx:
             changed = await tx.execute(
                 sa.update(economy_batches)
@@ -315,6 +331,16 @@ class EconomyMixin(StoreBase):
                 .values(values)
             )
         return changed == 1
+
+    async def poll_economy_batch_soon(self, batch_id: int) -> None:
+        """Bring a batch's next poll forward to now (after a Cancel, say); no lease needed."""
+        now = self._now()
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                sa.update(economy_batches)
+                .where(b.id == batch_id, b.state != "ended", b.next_poll_at > now)
+                .values(next_poll_at=now)
+            )
 
     # -- reading ------------------------------------------------------------------------------
 

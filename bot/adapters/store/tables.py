@@ -331,6 +331,7 @@ economy_batches = sa.Table(
     sa.Column("gemini_state", sa.Text),  # JOB_STATE_… as last seen
     sa.Column("name", sa.Text, unique=True),  # "batches/…" once Gemini accepted it
     sa.Column("display_name", sa.Text, nullable=False),  # finds it again after a crash
+    sa.Column("request_keys", sa.Text),  # JSON: the keys of the requests sent, in order
     sa.Column("submit_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("created_at", TIME, nullable=False),
     sa.Column("submitted_at", TIME),

@@ -41,6 +41,7 @@ def upgrade() -> None:
         sa.Column("gemini_state", sa.Text),
         sa.Column("name", sa.Text, unique=True),
         sa.Column("display_name", sa.Text, nullable=False),
+        sa.Column("request_keys", sa.Text),
         sa.Column("submit_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
         sa.Column("created_at", TIME, nullable=False),
         sa.Column("submitted_at", TIME),
