@@ -10,7 +10,16 @@ from typing import Any
 import discord
 
 from bot.config import model_display_name
-from bot.presentation.targets import ChannelTarget, DiscordClient, ResumedTarget, _partial_message
+from bot.presentation.targets import (
+    ChannelTarget,
+    DiscordClient,
+    ResumedTarget,
+    _direct_message,
+    _new_message,
+    _partial_message,
+    _rewind,
+    token_gone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +84,9 @@ class EconomyTarget(ResumedTarget):
     its batch.
 
     While the interaction's token lasts, its own message (as any resumed job). Later, hours
-    later typically, a result is posted as a new message that mentions the requester (an edit
-    would notify nobody) and the waiting message is removed; a private one goes to their
-    DMs. A /batch variant (`label`) has no message of its own until its result: then a new
+    later typically, the result or failure is posted as a new message that mentions the
+    requester (an edit would notify nobody) and the waiting message is removed; a private one
+    goes to their DMs. A /batch variant (`label`) has no message of its own until its result: then a new
     one, headed by its label, without a mention (the contact sheet says the batch is done)."""
 
     def __init__(
@@ -103,9 +112,33 @@ class EconomyTarget(ResumedTarget):
         if self.label is not None:
             content = f"**{self.label}**" + (f" — {content}" if content else "")
             content = content[:2000]
-        if self._webhook() is not None or self.private or self.label is not None:
-            return await super().finish(
-                content=content, embed=embed, files=files, view=view, nonce=nonce
+        hook = self._webhook()
+        if hook is not None:
+            try:
+                edited = await hook.edit_message(
+                    self._response_ref(),
+                    content=content,
+                    embed=embed,
+                    attachments=files or [],
+                    view=view,
+                )
+                self.message_id = edited.id
+                return edited
+            except discord.HTTPException as exc:
+                if not token_gone(exc):
+                    raise
+                self._token = None
+                _rewind(files)
+        if self.private:
+            return await _direct_message(
+                self.client,
+                self.user_id,
+                self.channel_id,
+                **_new_message(content, embed, files, view, nonce),
+            )
+        if self.label is not None:  # a variant: its first message
+            return await ChannelTarget.finish(
+                self, content=content, embed=embed, files=files, view=view, nonce=nonce
             )
         stale, self.message_id = self.message_id, None
         mention = f"<@{self.user_id}> your economy request is ready."
@@ -118,6 +151,7 @@ class EconomyTarget(ResumedTarget):
             nonce=nonce,
         )
         if stale is not None and message is not None and stale != message.id:
+            # The waiting message would say "Waiting in Gemini's batch queue" for ever.
             with contextlib.suppress(discord.HTTPException):
                 channel = await self._channel()
                 await _partial_message(channel, stale).delete()

@@ -7,6 +7,7 @@ per-request failures with Retry; chains stay interactive."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from typing import Any
@@ -319,3 +320,41 @@ async def test_the_settings_default_sends_requests_to_the_batch_api_but_chains_s
     # economy:false on the command wins over the default.
     await result_in(await alice.slash("imagine", prompt="a cup", economy=False))
     assert len(interactive_calls(gemini)) == 2 and len(gemini.batches.created) == 1
+
+
+async def test_a_result_after_the_token_expired_comes_as_a_new_message_that_pings(
+    eco: BotHarness,
+) -> None:
+    fake, gemini = eco.discord, eco.gemini
+    gemini.batches.script_next(hold=True)
+    alice = fake.user("alice")
+    ix = await alice.slash("imagine", prompt="an overnight render", economy=True)
+    waiting = await shows(ix, "Waiting in Gemini's batch queue")
+    fake.advance_clock(3 * 3600)  # hours later: the interaction's token is long gone
+    gemini.batches.release()
+    result = await fake.wait_for_message(predicate=is_result, timeout=20)
+    assert result.id != waiting.id and not result.ephemeral
+    assert alice.mention in result.content and "economy request is ready" in result.content
+    assert set(result.button_labels) >= RESULT_BUTTONS
+    await fake._wait(lambda: fake.message(waiting.id).deleted, 5, "the waiting message to go")
+
+
+async def test_prompt_and_template_use_take_economy_too(eco: BotHarness) -> None:
+    fake, gemini = eco.discord, eco.gemini
+    alice = fake.user("alice")
+    # /prompt with no json opens the editor; the spec from it goes economy.
+    ix = await alice.slash("prompt", economy=True)
+    assert await ix.wait_ack(3) == 9
+    submitted = await alice.submit_modal(
+        ix, {"prompt_json": json.dumps({"task": "generate_image", "subject": "a teapot"})}
+    )
+    await result_in(submitted)
+    await result_in(
+        await alice.slash(
+            "template use", name="product_shot", vars="product=mug", economy=True
+        )
+    )
+    assert len(gemini.batches.created) == 2 and interactive_calls(gemini) == []
+    subjects = [b.requests[0].spec for b in gemini.batches.created]
+    assert subjects[0] is not None and subjects[0]["subject"] == "a teapot"
+    assert subjects[1] is not None and subjects[1]["product"]["name"] == "mug"
