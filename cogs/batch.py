@@ -17,7 +17,7 @@ from bot.adapters.prompts import RequestOptions, parse_prompt_text
 from bot.errors import UserError
 from bot.presentation.buttons import Action
 from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
-from bot.services.economy import EconomyBatchRun
+from bot.services.economy import EconomyBatchRun, economy_wanted
 from bot.services.requests import acknowledge, requester_of
 from bot.services.templates import spec_from_template
 from cogs._shared import (
@@ -100,9 +100,7 @@ class Batch(commands.Cog):
         options = RequestOptions(model=model, size=size, aspect=aspect)
         variants = plan_batch(base, field, values, options, prefs.defaults)
         added = not has_path(base, field)
-        use_economy = await bot.economy.wanted(
-            interaction.user.id, interaction.guild_id, "batch", economy
-        )
+        use_economy = economy_wanted("batch", economy, default=prefs.economy)
         # Limits for the whole batch, before anything is shown, queued or charged.
         await bot.requests.precheck(
             requester_of(interaction),

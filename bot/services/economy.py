@@ -34,7 +34,6 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import discord
@@ -92,10 +91,17 @@ HELD_AT_ONCE = 4
 NOTE = "Economy: made through Gemini's Batch API at the batch price"
 
 
-@dataclass
-class _Held:
-    batch_id: int
-    task: asyncio.Task[None]
+def economy_wanted(kind: str, economy: bool | None, *, default: bool) -> bool:
+    """The command's `economy` option, else the user's default (`default`), for the commands
+    that offer it; UserError when asked of another."""
+    if kind not in ECONOMY_KINDS:
+        if economy:
+            raise UserError(
+                "Economy is for /imagine, /prompt, /template use and /batch; this runs "
+                "interactively."
+            )
+        return False
+    return default if economy is None else economy
 
 
 class EconomyService:
@@ -158,18 +164,11 @@ class EconomyService:
         self, user_id: int, guild_id: int | None, kind: str, economy: bool | None
     ) -> bool:
         """Whether a request of `kind` goes through the Batch API: the command's `economy`
-        option, else the user's /settings default. Only the commands that offer it."""
-        if kind not in ECONOMY_KINDS:
-            if economy:
-                raise UserError(
-                    "Economy is for /imagine, /prompt, /template use and /batch; this runs "
-                    "interactively."
-                )
-            return False
-        if economy is not None:
-            return economy
-        prefs = await preferences_for(self.store, self.settings, user_id, guild_id)
-        return prefs.economy
+        option, else the user's /settings default."""
+        if economy is None and kind in ECONOMY_KINDS:
+            prefs = await preferences_for(self.store, self.settings, user_id, guild_id)
+            return economy_wanted(kind, economy, default=prefs.economy)
+        return economy_wanted(kind, economy, default=False)
 
     # ------------------------------------------------------------------ submission
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
@@ -26,10 +26,8 @@ from bot.core.resolver import RequestResolver, Upload, normalise_upload
 from bot.core.submission import Requester, Submission
 from bot.errors import UserError
 from bot.presentation.targets import DiscordClient, InteractionTarget, ResumedTarget, Target
+from bot.services.economy import EconomyService, economy_wanted
 from bot.services.generation import Generator
-
-if TYPE_CHECKING:
-    from bot.services.economy import EconomyService
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +146,9 @@ class RequestService:
         it)."""
         prefs = await self.preferences(interaction)
         is_private = prefs.private if private is None else private
-        use_economy = False
-        if economy is not False and self.economy is not None:
-            use_economy = await self.economy.wanted(
-                interaction.user.id, interaction.guild_id, kind, economy
-            )
+        use_economy = self.economy is not None and economy_wanted(
+            kind, economy, default=prefs.economy
+        )
         try:
             prepared = prepare(raw, options, prefs.defaults)
         except SpecError as exc:
