@@ -133,7 +133,7 @@ class RequestService:
         attachments: Sequence[discord.Attachment] = (),
         private: bool | None = None,
     ) -> int:
-        """Prepare, check, acknowledge (recording the request at the same time), download,
+        """Prepare, acknowledge (recording the request at the same time), check, download,
         resolve and queue one request. Returns its generation id."""
         prefs = await self.preferences(interaction)
         is_private = prefs.private if private is None else private
@@ -143,7 +143,6 @@ class RequestService:
             raise PromptProblem(exc) from None
         check_declared_sizes(attachments, self.settings)
         requester = requester_of(interaction)
-        await self.precheck(requester, [prepared])
         target = InteractionTarget(interaction, private=is_private)
         payload = {
             "kind": kind,
@@ -189,6 +188,9 @@ class RequestService:
         admission (or with a refusal the user is told of)."""
         async with self._holding(intake_id):
             try:
+                # Queue room and quotas before downloading anything (admission decides again);
+                # after the acknowledgement, so a burst is acknowledged without waiting on them.
+                await self.precheck(requester, [prepared])
                 resolver = RequestResolver(
                     self.store, user_id=requester.user_id, uploads=await uploads()
                 )
