@@ -519,6 +519,21 @@ class Generator:
         self, gen_id: int, sub: Submission, result: Generation, target: Target
     ) -> None:
         image = result.images[0]
+        # Fitting the image to the upload limit overlaps storing it (both take a while at 4K).
+        fitting = asyncio.create_task(
+            self.poster.fit(image.data, image.mime_type, target.upload_limit)
+        )
+        try:
+            await self._store_result(gen_id, sub, result)
+            fitted = await fitting
+        finally:
+            fitting.cancel()
+        gen = await self.store.get_generation(gen_id)
+        assert gen is not None
+        await self.poster.post(gen, image.data, image.mime_type, target, fitted=fitted)
+
+    async def _store_result(self, gen_id: int, sub: Submission, result: Generation) -> None:
+        image = result.images[0]
         sha = await self.store.put_image(image.data, image.mime_type)
         async with self.poster.heavy:
             await self.store.finish_generation(
@@ -546,9 +561,6 @@ class Generator:
         )
         if sub.chain_id is not None:
             await self.store.set_chain_head(sub.chain_id, gen_id)
-        gen = await self.store.get_generation(gen_id)
-        assert gen is not None
-        await self.poster.post(gen, image.data, image.mime_type, target)
 
 
 def _content_json(content: types.Content | None) -> dict[str, Any] | None:

@@ -43,20 +43,32 @@ def result_nonce(generation_id: int) -> str:
 class ResultPoster:
     def __init__(self, store: Store) -> None:
         self.store = store
-        # Shared with the generator: storing a 4K result is heavy work too.
-        self.heavy = asyncio.Semaphore(HEAVY_SLOTS)
+        # Two bounds, so that one result's fitting overlaps its storing while twenty 4K
+        # results arriving together still stay within a few hundred MB.
+        self.heavy = asyncio.Semaphore(HEAVY_SLOTS)  # storing the model's content
+        self._fitting = asyncio.Semaphore(HEAVY_SLOTS)
+
+    async def fit(self, data: bytes, mime_type: str, limit: int) -> imaging.FittedImage:
+        """The image re-encoded (if needed) to fit `limit` bytes, off the event loop."""
+        async with self._fitting:
+            return await asyncio.to_thread(imaging.fit_to_limit, data, mime_type, limit_bytes=limit)
 
     async def post(
-        self, gen: GenerationRow, data: bytes, mime_type: str, target: Target
+        self,
+        gen: GenerationRow,
+        data: bytes,
+        mime_type: str,
+        target: Target,
+        *,
+        fitted: imaging.FittedImage | None = None,
     ) -> discord.Message | None:
         """Post (or re-post) a finished generation with its buttons, fitted to the target's
-        upload limit (halved and tried again if Discord says the real limit is lower)."""
+        upload limit (halved and tried again if Discord says the real limit is lower).
+        `fitted`: already fitted to the target's limit (while the result was being stored)."""
         limit = target.upload_limit
-        for _attempt in range(3):
-            async with self.heavy:
-                fitted = await asyncio.to_thread(
-                    imaging.fit_to_limit, data, mime_type, limit_bytes=limit
-                )
+        for attempt in range(3):
+            if attempt > 0 or fitted is None:
+                fitted = await self.fit(data, mime_type, limit)
             filename = f"nano-banana-{gen.id}.{fitted.extension}"
             parent_step = None
             if gen.parent_id is not None:

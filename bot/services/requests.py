@@ -140,7 +140,7 @@ class RequestService:
         private: bool | None = None,
         economy: bool | None = False,
     ) -> int:
-        """Prepare, check, acknowledge (recording the request at the same time), download,
+        """Prepare, acknowledge (recording the request at the same time), check, download,
         resolve and queue one request. Returns its generation id. `economy`: through
         Gemini's Batch API (None: the user's /settings default, for the commands that offer
         it)."""
@@ -155,7 +155,6 @@ class RequestService:
             raise PromptProblem(exc) from None
         check_declared_sizes(attachments, self.settings)
         requester = requester_of(interaction)
-        await self.precheck(requester, [prepared], economy=use_economy)
         target = InteractionTarget(interaction, private=is_private)
         payload = {
             "kind": kind,
@@ -204,6 +203,9 @@ class RequestService:
         admission (or with a refusal the user is told of)."""
         async with self._holding(intake_id):
             try:
+                # Queue room and quotas before downloading anything (admission decides again);
+                # after the acknowledgement, so a burst is acknowledged without waiting on them.
+                await self.precheck(requester, [prepared], economy=economy)
                 resolver = RequestResolver(
                     self.store, user_id=requester.user_id, uploads=await uploads()
                 )

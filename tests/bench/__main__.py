@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import os
 import platform
@@ -28,6 +29,9 @@ from typing import Any
 from tests.bench.fakes import cached_renders
 from tests.bench.report import table, write_json
 from tests.bench.scenarios import SCENARIOS, Context, Options
+from tests.support.postgres import running_postgres
+
+NEEDS_POSTGRES = {"overhead", "ack", "saturation2"}
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -40,8 +44,11 @@ async def run(
     A scenario that fails is reported as {"error": ...} and the others still run."""
     names = only or list(SCENARIOS)
     results: dict[str, Any] = {}
-    with cached_renders() as warm:
-        ctx = Context(options, warm)
+    with cached_renders() as warm, contextlib.ExitStack() as stack:
+        postgres = None
+        if set(names) & NEEDS_POSTGRES:
+            postgres = stack.enter_context(running_postgres()).create_database
+        ctx = Context(options, warm, postgres)
         for name in names:
             if echo:
                 print(f"[bench] {name} ...", file=sys.stderr, flush=True)

@@ -27,6 +27,12 @@ DETAILS: dict[str, list[tuple[str, tuple[str, ...], str]]] = {
         ("ideal makespan (jobs / C x model time)", ("ideal_makespan_s",), "s"),
         ("vs configured latency only", ("efficiency_vs_configured_latency",), ""),
     ],
+    "saturation2": [
+        ("jobs per second", ("jobs_per_s",), "/s"),
+        ("makespan", ("makespan_s",), "s"),
+        ("ideal makespan (jobs / C x model time)", ("ideal_makespan_s",), "s"),
+    ],
+    "kill": [("all answered after the kill", ("all_answered_after_kill_s",), "s")],
     "lag": [("loop lag p99 (fit+post)", ("lag_while_fitting_s", "p99"), "s")],
     "memory": [
         ("baseline RSS (idle)", ("baseline_rss_mib",), "MiB"),

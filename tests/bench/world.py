@@ -48,12 +48,21 @@ class BotProcess:
     workdir: Path
     lag: bool = False
     proc: asyncio.subprocess.Process | None = None
+    name: str = "bot"
+    killed: bool = False  # by the scenario, on purpose (kill -9)
     lag_file: Path = field(init=False)
     log_file: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lag_file = self.workdir / "lag.json"
-        self.log_file = self.workdir / "bot.log"
+        self.lag_file = self.workdir / f"{self.name}-lag.json"
+        self.log_file = self.workdir / f"{self.name}.log"
+
+    async def kill(self) -> None:
+        """kill -9: no shutdown, no hand-back; its leases run out."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.killed = True
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
 
     @property
     def pid(self) -> int:
@@ -65,7 +74,7 @@ class BotProcess:
         env = dict(self.env)
         if self.lag:
             env["BENCH_LAG_FILE"] = str(self.lag_file)
-        with self.log_file.open("wb") as log:
+        with self.log_file.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -118,19 +127,21 @@ class World:
     discord: FakeDiscord
     gemini: TimedGemini
     clock: ResultClock
-    bot: BotProcess
+    bot: BotProcess  # the first process (the only one unless processes > 1)
+    bots: list[BotProcess] = field(default_factory=list)
 
     async def wait(self, condition: Any, timeout: float, what: str) -> None:  # noqa: ASYNC109
         """Until condition() holds; fails fast (with the bot's log) if the bot died."""
         deadline = time.monotonic() + timeout
 
         def check() -> bool:
-            proc = self.bot.proc
-            if proc is not None and proc.returncode is not None:
-                raise RuntimeError(
-                    f"the bot exited ({proc.returncode}) while waiting for {what}:\n"
-                    + self.bot.log_tail()
-                )
+            for bot in self.bots or [self.bot]:
+                proc = bot.proc
+                if proc is not None and proc.returncode is not None and not bot.killed:
+                    raise RuntimeError(
+                        f"the bot exited ({proc.returncode}) while waiting for {what}:\n"
+                        + bot.log_tail()
+                    )
             return bool(condition())
 
         while not check():
@@ -189,11 +200,13 @@ async def world(
     extra_members: int = 0,
     watchdog: bool = False,
     log_to: Path | None = None,
+    processes: int = 1,
     **settings: Any,
 ) -> AsyncIterator[World]:
     """Fresh fakes + the bot started against them (settings become env vars). `lag`: with
     the loop-lag sampler; `watchdog`: also print stall stacks to the bot's log (see
-    tests.bench.stalls); `log_to`: keep a copy of the bot's log there."""
+    tests.bench.stalls); `log_to`: keep a copy of the bot's log there. `processes` > 1: that
+    many bot processes, one gateway shard each, on the same database (give `database_url`)."""
     if watchdog:
         lag = True
         settings["bench_watchdog"] = 1
@@ -205,25 +218,32 @@ async def world(
         await gemini.start()
         add_members(discord, extra_members)
         clock = ResultClock(discord)
-        bot = BotProcess(bot_env(discord, gemini, workdir, **settings), workdir, lag=lag)
-        w = World(discord, gemini, clock, bot)
+        bots = []
+        for n in range(processes):
+            shards = {"shard_count": processes, "shard_ids": n} if processes > 1 else {}
+            env = bot_env(discord, gemini, workdir, **settings, **shards)
+            bots.append(BotProcess(env, workdir, lag=lag, name=f"bot{n}"))
+        w = World(discord, gemini, clock, bots[0], bots)
         try:
-            await bot.start()
+            for bot in bots:
+                await bot.start()
             await w.wait(
                 lambda: (
                     discord.gateway.identify_count > 0
-                    and discord.gateway.attached_ready()
+                    and discord.gateway.attached_ready(processes if processes > 1 else None)
                     and bool(discord.state.global_commands or discord.state.guild_commands)
                 ),
                 60,
                 "the bot to connect and sync its commands",
             )
-            # on_ready (after guild_ready_timeout) runs restart recovery: measure after it
-            await w.wait(lambda: READY_LINE in bot.log_text(), 60, "the bot's on_ready")
+            for bot in bots:
+                await w.wait(lambda bot=bot: READY_LINE in bot.log_text(), 60, "on_ready")
             yield w
         finally:
-            await bot.stop()
+            for bot in bots:
+                await bot.stop()
             await gemini.stop()
             await discord.stop()
             if log_to is not None:
-                bot.keep_log(log_to)
+                for bot in bots:
+                    bot.keep_log(log_to.with_name(f"{log_to.stem}-{bot.name}{log_to.suffix}"))

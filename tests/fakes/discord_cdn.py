@@ -4,6 +4,7 @@ of the fake clock, answering 404 for a wrong signature or an expired link, as Di
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -44,4 +45,6 @@ class Cdn:
             fake._log(f"CDN GET {path} -> 404 (signed URL expired)")
             return web.Response(status=404, text="This content is no longer available.")
         fake._log(f"CDN GET {att.filename} ({size_text(att.size)})")
+        if fake.cdn_latency > 0:  # a slow download (the bot may die during it)
+            await asyncio.sleep(fake.cdn_latency)
         return web.Response(body=att.data, headers={"Content-Type": att.content_type})

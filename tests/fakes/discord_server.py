@@ -88,6 +88,7 @@ class FakeDiscord(Waiting):
         self.bot_user: UserRecord = self.state.bot_user
         self.token = _bot_token(self.application_id)
         self.upload_limit = upload_limit  # also sets the guild's boost tier to match
+        self.cdn_latency = 0.0  # seconds every attachment download takes (test control)
         self.ack_deadline = ack_deadline
         self.token_lifetime = TOKEN_LIFETIME_S
         self.nonce_window = NONCE_WINDOW_S  # enforce_nonce looks back this far (fake clock)

@@ -330,6 +330,7 @@ class FakeRequest:
     headers: dict[str, str]
     arrived: float  # time.monotonic()
     status: int = 0  # HTTP status answered (0 while in flight or when dropped)
+    finished: float | None = None  # time.monotonic() when answered (or dropped)
     fault: str | None = None
 
     @property
@@ -577,6 +578,8 @@ class FakeGemini:
             return response
         finally:
             self.in_flight -= 1
+            if record is not None:
+                record.finished = time.monotonic()
 
     async def _answer(
         self, request: web.Request, rec: FakeRequest, *, raw_size: int, parse_error: bool

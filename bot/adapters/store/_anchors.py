@@ -97,14 +97,6 @@ class AnchorsMixin(ImagesMixin):
             rows = await tx.all(_SELECT.where(a.owner_id == owner_id).order_by(a.name_key))
         return [_anchor(r) for r in rows]
 
-    async def count_anchors(self, owner_id: int) -> int:
-        async with self._db.reading() as tx:
-            return int(
-                await tx.scalar(
-                    sa.select(sa.func.count()).select_from(anchors).where(a.owner_id == owner_id)
-                )
-            )
-
     async def anchor_names(self, owner_id: int, prefix: str, limit: int = 25) -> list[str]:
         """Autocomplete: the owner's anchor names starting with `prefix` (any case), by name.
         A range scan of the (owner_id, name_key) index, so it stays fast with many anchors."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.adapters.store._base import StoreBase, from_json, name_key, prefix_upper_bound, to_json
+from bot.adapters.store._base import StoreBase, from_json, name_key, to_json
 from bot.adapters.store.db import Record
 from bot.adapters.store.rows import GuildTemplateRow
 from bot.adapters.store.tables import guild_settings, guild_templates, user_settings
@@ -71,22 +71,6 @@ class GuildsMixin(StoreBase):
         async with self._db.reading() as tx:
             rows = await tx.all(_SELECT.where(t.guild_id == guild_id).order_by(t.name_key))
         return [_template(r) for r in rows]
-
-    async def guild_template_names(self, guild_id: int, prefix: str, limit: int = 25) -> list[str]:
-        """Autocomplete: the server's template names starting with `prefix` (any case)."""
-        key = name_key(prefix)
-        async with self._db.reading() as tx:
-            rows = await tx.all(
-                sa.select(t.name)
-                .where(
-                    t.guild_id == guild_id,
-                    t.name_key >= key,
-                    t.name_key < prefix_upper_bound(key),
-                )
-                .order_by(t.name_key)
-                .limit(max(0, limit))
-            )
-        return [str(r["name"]) for r in rows]
 
     async def delete_guild_template(self, guild_id: int, name: str) -> bool:
         async with self._db.transaction() as tx:

@@ -39,10 +39,17 @@ async def test_quick_overhead_run_writes_the_documented_json(tmp_path: Path) -> 
     assert first["gemini_calls"] == 1  # the job reached the fake Gemini once, over real HTTP
     assert first["posted"]["filename"].startswith("nano-banana-")  # and came back to Discord
     assert first["e2e_s"] > 0.05  # at least the model's latency
-    (ratio,) = doc["checks"]
-    assert ratio["scenario"] == "overhead" and ratio["name"] == "overhead ratio 1K"
-    assert set(ratio) == {"scenario", "name", "value", "target", "op", "unit", "ok"}
-    assert "overhead ratio 1K" in table(results)
+    names = [c["name"] for c in doc["checks"]]
+    # one ratio per backend, and PostgreSQL's against SQLite's
+    assert names == [
+        "overhead ratio 1K (sqlite)",
+        "overhead ratio 1K (postgresql)",
+        "PostgreSQL/SQLite ratio 1K",
+    ]
+    for ratio in doc["checks"]:
+        assert ratio["scenario"] == "overhead"
+        assert set(ratio) == {"scenario", "name", "value", "target", "op", "unit", "ok"}
+    assert "overhead ratio 1K (sqlite)" in table(results)
 
 
 def test_a_failed_scenario_is_reported_not_hidden(tmp_path: Path) -> None:

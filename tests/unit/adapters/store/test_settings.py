@@ -35,7 +35,6 @@ async def test_guild_templates_are_per_guild_and_upserted(store: Store) -> None:
         guild_id=1, name="poster", description="", body="{}", author_id=7
     )
     assert [x.name for x in await store.list_guild_templates(1)] == ["poster", "product SHOT"]
-    assert await store.guild_template_names(1, "PRO") == ["product SHOT"]
     assert await store.delete_guild_template(1, "Product Shot")
     assert not await store.delete_guild_template(1, "Product Shot")
     assert await store.get_guild_template(1, "product shot") is None
