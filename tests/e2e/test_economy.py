@@ -16,6 +16,7 @@ import pytest
 
 from bot.config import estimate_cost
 from tests.e2e.harness import BotHarness
+from tests.e2e.processes import BotProcess
 from tests.e2e.test_commands import fields, generation_id, image_of, is_result, prompt_json
 from tests.fakes.discord_driver import FakeInteraction
 from tests.fakes.discord_server import FakeDiscord
@@ -358,3 +359,30 @@ async def test_prompt_and_template_use_take_economy_too(eco: BotHarness) -> None
     subjects = [b.requests[0].spec for b in gemini.batches.created]
     assert subjects[0] is not None and subjects[0]["subject"] == "a teapot"
     assert subjects[1] is not None and subjects[1]["product"]["name"] == "mug"
+
+
+async def test_after_kill_9_another_process_polls_the_batch_and_posts(harness: BotHarness) -> None:
+    """No hand-back: the dead process's lease on the batch runs out and the live one (its
+    own worker, a separate process) polls the stored batch name on."""
+    fake, gemini = harness.discord, harness.gemini
+    settings = {"job_lease_seconds": 3, **FAST}
+    first = BotProcess(harness, "first", **settings)
+    second = BotProcess(harness, "second", **settings)
+    try:
+        await first.start()
+        await fake.wait_until_ready(timeout=30)
+        gemini.batches.script_next(hold=True)
+        ix = await fake.user("alice").slash("imagine", prompt="a night ferry", economy=True)
+        waiting = await shows(ix, "Waiting in Gemini's batch queue", within=30)
+        await first.kill()
+        gemini.batches.release()
+        fake.reset_ready()
+        await second.start()
+        await fake.wait_until_ready(timeout=30)
+        result = await result_in(ix, within=60)
+        assert result.id == waiting.id
+        assert len(gemini.batches.created) == 1 and interactive_calls(gemini) == []
+        assert fake_mark_of(image_of(fake, result)) == gemini.issued[-1].mark
+    finally:
+        await first.kill()
+        await second.kill()
