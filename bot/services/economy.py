@@ -594,9 +594,8 @@ class EconomyService:
             return
         try:
             await self._complete(batch, item, gen, outcome)
-        except discord.HTTPException:
-            log.exception("economy: generation %s was made but not posted", gen.id)
-            await self._end_job(item, "done")
+        except (discord.HTTPException, UserError):
+            await self._not_posted(item, gen.id)
 
     async def _complete(
         self, batch: EconomyBatchRow, item: EconomyItemRow, gen: GenerationRow, result: Generation
@@ -652,15 +651,30 @@ class EconomyService:
             if gen.message_id is None and gen.output_image:
                 stored = await self.store.get_image(gen.output_image)
                 if stored is not None:
-                    with contextlib.suppress(discord.HTTPException):
+                    try:
                         await self.poster.post(
                             gen, stored[0], stored[1], self._target(item.payload, item.user_id)
                         )
+                    except (discord.HTTPException, UserError):
+                        await self._not_posted(item, gen.id)
+                        return
             await self._end_job(item, "done")
         elif gen.status == "cancelled":
             await self._end_job(item, "cancelled")
         else:
             await self._end_job(item, "failed", error=gen.error)
+
+    async def _not_posted(self, item: EconomyItemRow, gen_id: int) -> None:
+        """Made (and charged) but Discord would not take it: it is not lost."""
+        log.exception("economy: generation %s was made but could not be posted", gen_id)
+        with contextlib.suppress(discord.HTTPException):
+            await self._target(item.payload, item.user_id).finish(
+                content=(
+                    f"🚫 Your image #{gen_id} was made but could not be posted here; "
+                    f"/history id:{gen_id} shows it."
+                )
+            )
+        await self._end_job(item, "done")
 
     async def _fail(
         self,
