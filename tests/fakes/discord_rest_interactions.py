@@ -22,9 +22,9 @@ from tests.fakes.discord_limits import (
     check_modal,
     form_error,
     invalid_webhook_token,
+    too_many_followups,
     unknown_interaction,
     unknown_message,
-    too_many_followups,
     unknown_webhook,
 )
 from tests.fakes.discord_state import (

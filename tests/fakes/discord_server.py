@@ -27,8 +27,8 @@ from tests.fakes.discord_cdn import Cdn
 from tests.fakes.discord_dispatch import MessageEvents
 from tests.fakes.discord_gateway import (
     I_GUILD_MEMBERS,
-    I_GUILDS,
     I_GUILD_PRESENCES,
+    I_GUILDS,
     I_MESSAGE_CONTENT,
     Gateway,
     shard_for,

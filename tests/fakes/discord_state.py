@@ -64,10 +64,9 @@ EVERYONE_PERMS = (
     | P_CHANGE_NICKNAME
     | P_USE_APP_COMMANDS
     | P_CREATE_PUBLIC_THREADS
-    | P_CREATE_PRIVATE_THREADS
     | P_SEND_IN_THREADS
 )
-BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
+BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS | P_CREATE_PRIVATE_THREADS
 # What the bot may do in a DM with a user (app_permissions of a bot-DM interaction): Discord
 # documents ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS on top of the
 # plain text-channel rights; no thread or moderation rights exist in a DM.

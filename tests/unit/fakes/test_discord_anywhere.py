@@ -352,7 +352,7 @@ async def test_the_bot_cannot_post_where_it_only_answers_interactions(env: Runni
     got = seen.interactions[-1]
     assert got.guild_id == gid and env.bot.get_guild(gid) is None and got.is_user_integration()
     # with neither the guild install nor hers, nothing is offered there
-    with pytest.raises(AssertionError, match="not available|has not synced"):
+    with pytest.raises(AssertionError, match=r"not available|has not synced"):
         await fake.user("dave").slash("hello", channel=lounge)
 
 
