@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.adapters.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from bot.errors import UserError
+from bot.presentation.places import place_of
 from bot.services.requests import split_names
 from bot.services.templates import spec_from_template
 from cogs._shared import (
@@ -176,6 +177,7 @@ class Templates(
         description: str | None = None,
     ) -> None:
         bot = bot_of(interaction)
+        require_bot_server(interaction)
         clean = name.strip().lower()
         if not NAME_RULE.match(clean):
             raise UserError("Template names are 1–32 lowercase letters, digits, - or _.")
@@ -222,6 +224,7 @@ class Templates(
     @app_commands.guild_only()
     async def delete_cmd(self, interaction: discord.Interaction, name: str) -> None:
         bot = bot_of(interaction)
+        require_bot_server(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None
         clean = name.strip().lower()
@@ -234,6 +237,19 @@ class Templates(
             raise UserError("Only its author or members with Manage Server can delete it.")
         await bot.store.delete_guild_template(guild_id, clean)
         await interaction.response.send_message(f"Deleted template **{clean}**.", ephemeral=True)
+
+
+NOT_A_BOT_SERVER = (
+    "Server templates live in a server that has added me; here you can use the built-in ones "
+    "(/template list), or keep your JSON and send it with /prompt."
+)
+
+
+def require_bot_server(interaction: discord.Interaction) -> None:
+    """Server templates are saved and deleted only in a server the bot is in (not in DMs,
+    group DMs, or servers where the app is only installed to someone's account)."""
+    if place_of(interaction).bot_server is None:
+        raise UserError(NOT_A_BOT_SERVER)
 
 
 def _can_manage(interaction: discord.Interaction) -> bool:
