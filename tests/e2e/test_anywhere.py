@@ -516,3 +516,38 @@ async def test_private_thread_without_the_bot(
     fake.advance_clock(TOKEN_EXPIRED)
     await result_in(fake, alice.dm_channel)
     assert bot_posts_in(fake, hidden) == [] and refused_calls(fake) == []
+
+
+# -------------------------------------------------------------------------------- restarts
+
+
+async def test_a_group_dm_job_resumed_after_a_restart_past_the_token(harness: BotHarness) -> None:
+    """Another process (here: the restarted one) knows from the job's payload that the group
+    DM is reachable only through the interaction: past its token, the result goes to the
+    requester's DMs, never into the group DM."""
+    await harness.start()
+    fake, gemini = harness.discord, harness.gemini
+    alice, group = group_of(fake)
+    gemini.latency = 30
+    ix = await alice.slash("imagine", prompt="a restart far away", channel=group)
+    await polled(lambda: gemini.in_flight >= 1, "the request to reach Gemini")
+    assert harness.bot is not None
+    store = harness.bot.store
+    await polled(
+        lambda: _payload_reach(store, ix.record.original_id), "the job to remember its message"
+    )
+    gemini.latency = 0
+    await harness.stop()
+    fake.advance_clock(TOKEN_EXPIRED)
+    await harness.start()
+    late = await result_in(fake, alice.dm_channel)
+    assert "15 minutes" in late.content
+    assert bot_posts_in(fake, group) == [] and refused_calls(fake) == []
+
+
+async def _payload_reach(store: Any, message_id: int | None) -> bool:
+    for job in await store.open_jobs():
+        if job.payload.get("message_id") == message_id:
+            assert job.payload["reach"] == "interaction"
+            return True
+    return False
