@@ -495,6 +495,21 @@ async def test_private_thread_chain_without_the_permission_says_so(
     assert refused_calls(fake) == []
 
 
+async def test_private_thread_refused_by_discord_says_so(bot_harness: BotHarness) -> None:
+    """The bot's cache says it may, Discord says 50013: the same notice, the chain in place."""
+    fake = bot_harness.discord
+    alice = fake.user("alice")
+    fake.set_private_threads_allowed(False)  # Discord's side only
+    hidden = fake.add_private_thread("general", "planning", owner="alice", bot=True)
+    root = await answer_of(await alice.slash("imagine", prompt="a kettle", channel=hidden))
+    step1 = await answer_of(await refine(alice, root, "make it copper"))
+    assert step1.channel_id == hidden and step_of(step1) == "1 (from step 0)"
+    assert [c for c in refused_calls(fake) if "/threads" in c and "50013" in c]
+    notice = [m for m in fake.messages_in(hidden) if "Create Private Threads" in m.content]
+    assert len(notice) == 1
+    assert [t.id for t in fake.threads] == [hidden]
+
+
 async def test_private_thread_without_the_bot(
     bot_harness: BotHarness, quick_expiry_warning: None
 ) -> None:
