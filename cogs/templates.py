@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.adapters.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from bot.errors import UserError
-from bot.presentation.places import place_of
+from bot.presentation.places import require_bot_server
 from bot.services.requests import split_names
 from bot.services.templates import spec_from_template
 from cogs._shared import (
@@ -237,19 +237,6 @@ class Templates(
             raise UserError("Only its author or members with Manage Server can delete it.")
         await bot.store.delete_guild_template(guild_id, clean)
         await interaction.response.send_message(f"Deleted template **{clean}**.", ephemeral=True)
-
-
-NOT_A_BOT_SERVER = (
-    "Server templates live in a server that has added me; here you can use the built-in ones "
-    "(/template list), or keep your JSON and send it with /prompt."
-)
-
-
-def require_bot_server(interaction: discord.Interaction) -> None:
-    """Server templates are saved and deleted only in a server the bot is in (not in DMs,
-    group DMs, or servers where the app is only installed to someone's account)."""
-    if place_of(interaction).bot_server is None:
-        raise UserError(NOT_A_BOT_SERVER)
 
 
 def _can_manage(interaction: discord.Interaction) -> bool:

@@ -167,3 +167,16 @@ def require_batch_room(interaction: Any, variants: int) -> None:
     limit = place_of(interaction).followup_limit
     if limit is not None and variants > limit:
         raise UserError(BATCH_TOO_BIG_HERE.format(limit=limit, count=variants))
+
+
+NOT_A_BOT_SERVER = (
+    "Server templates live in a server that has added me; here you can use the built-in ones "
+    "(/template list), or keep your JSON and send it with /prompt."
+)
+
+
+def require_bot_server(interaction: Any) -> None:
+    """Server templates are saved and deleted only in a server the bot is in (not in DMs,
+    group DMs, or servers where the app is only installed to someone's account)."""
+    if place_of(interaction).bot_server is None:
+        raise UserError(NOT_A_BOT_SERVER)
