@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.adapters.prompts import RequestOptions, parse_prompt_text
 from bot.errors import UserError
 from bot.presentation.buttons import Action
+from bot.presentation.places import require_batch_room
 from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
 from bot.services.requests import acknowledge, requester_of
 from bot.services.templates import spec_from_template
@@ -89,6 +90,7 @@ class Batch(commands.Cog):
         prefs = await bot.requests.preferences(interaction)
         options = RequestOptions(model=model, size=size, aspect=aspect)
         variants = plan_batch(base, field, values, options, prefs.defaults)
+        require_batch_room(interaction, len(variants))  # user installs: 5 followups at most
         added = not has_path(base, field)
         # Limits for the whole batch, before anything is shown, queued or charged.
         await bot.requests.precheck(requester_of(interaction), [v.prepared for v in variants if v.prepared is not None])
