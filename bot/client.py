@@ -18,6 +18,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.adapters.gemini import GeminiClient
+from bot.adapters.gemini_batch import GeminiBatchClient
 from bot.adapters.prompts import SpecError, load_templates
 from bot.adapters.store import Store
 from bot.config import Settings
@@ -28,6 +29,7 @@ from bot.presentation.replies import report_error
 from bot.services.batches import BatchSheets
 from bot.services.chains import Chains
 from bot.services.describe import DescribeService
+from bot.services.economy import EconomyService
 from bot.services.generation import Generator
 from bot.services.health import HealthChecks, HealthServer
 from bot.services.posting import ResultPoster
@@ -48,6 +50,7 @@ EXTENSIONS = (
     "cogs.account",
     "cogs.describe",
     "cogs.split",
+    "cogs.economy",
 )
 
 
@@ -81,6 +84,7 @@ class NanoBananaBot(commands.AutoShardedBot):
     sheets: BatchSheets
     describer: DescribeService
     splitter: SplitService
+    economy: EconomyService
 
     def __init__(self, settings: Settings, **options: Any) -> None:
         intents = discord.Intents.default()
@@ -130,6 +134,15 @@ class NanoBananaBot(commands.AutoShardedBot):
         )
         self.sheets = BatchSheets(store=self.store, client=self, worker_id=self.generator.worker_id)
         self.generator.group_ended = self.sheets.group_ended
+        self.economy = EconomyService(
+            store=self.store,
+            settings=s,
+            batches=GeminiBatchClient(s),
+            poster=self.poster,
+            client=self,
+            worker_id=self.generator.worker_id,
+        )
+        self.economy.group_ended = self.sheets.group_ended
         self.chains = Chains(store=self.store, settings=s, generator=self.generator, client=self)
         self.requests = RequestService(
             store=self.store,
@@ -138,6 +151,7 @@ class NanoBananaBot(commands.AutoShardedBot):
             client=self,
             fetch=self.http.get_from_cdn,
         )
+        self.requests.economy = self.economy
         self.describer = DescribeService(store=self.store, settings=s, gemini=self.gemini)
         self.splitter = SplitService(store=self.store)
         for extension in EXTENSIONS:
@@ -152,6 +166,7 @@ class NanoBananaBot(commands.AutoShardedBot):
         # Jobs queued by any process (this one before a restart included) start now.
         self.generator.start()
         self.requests.start()
+        self.economy.start()  # batches submitted before a restart are polled on
         self._maintenance = asyncio.create_task(self._maintain())
 
     def _health_checks(self) -> HealthChecks:
@@ -211,6 +226,8 @@ class NanoBananaBot(commands.AutoShardedBot):
             self._maintenance.cancel()
         if hasattr(self, "requests"):
             await self.requests.stop()
+        if hasattr(self, "economy"):
+            await self.economy.stop(grace=2.0)  # held batches are handed back at once
         if hasattr(self, "generator"):
             # Jobs held here go back in line; any process (this one restarted) resumes them.
             await self.generator.stop(grace=2.0)
@@ -219,6 +236,8 @@ class NanoBananaBot(commands.AutoShardedBot):
             await self.health.stop()
         if hasattr(self, "gemini"):
             await self.gemini.aclose()
+        if hasattr(self, "economy"):
+            await self.economy.batches.aclose()
         if hasattr(self, "store"):
             await self.store.close()
 

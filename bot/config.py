@@ -81,6 +81,9 @@ class ModelPrice:
     per_image: dict[str, float]  # by size
     input_per_million_tokens: float
     output_tokens_per_image: dict[str, int]
+    # Gemini's Batch API (economy): this fraction of the interactive price, input and output
+    # alike (Google: half price, turnaround up to 24 hours).
+    batch_factor: float = 0.5
 
     def image_cost(self, size: str) -> float:
         if size in self.per_image:
@@ -308,12 +311,14 @@ def model_display_name(model: str) -> str:
         return model
 
 
-def estimate_cost(model: str, size: str, *, images_out: int = 1, input_tokens: int = 0) -> float:
-    """Estimated dollars for one call: output images at the size's price plus input tokens."""
+def estimate_cost(
+    model: str, size: str, *, images_out: int = 1, input_tokens: int = 0, economy: bool = False
+) -> float:
+    """Estimated dollars for one call: output images at the size's price plus input tokens;
+    `economy`: through the Batch API, at its `batch_factor` of that."""
     p = price(model)
-    return round(
-        p.image_cost(size) * images_out + input_tokens * p.input_per_million_tokens / 1e6, 6
-    )
+    full = p.image_cost(size) * images_out + input_tokens * p.input_per_million_tokens / 1e6
+    return round(full * p.batch_factor if economy else full, 6)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,6 +391,21 @@ class Settings(BaseSettings):
 
     # Chains
     chain_history_steps: int = Field(default=3, ge=0, le=20)
+
+    # Economy (Gemini's Batch API): requests wait this long to be grouped with the same
+    # user's others into one batch; batches are polled after economy_poll_initial_seconds,
+    # then ever less often (x1.5 each time) up to economy_poll_max_seconds.
+    economy_gather_seconds: float = Field(default=5.0, ge=0)
+    economy_batch_max_requests: int = Field(default=50, ge=1, le=1000)
+    # Inline requests up to this many bytes in all (Google: 20 MB); a bigger batch goes as a
+    # JSONL file through the Files API.
+    economy_inline_max_bytes: int = Field(default=19_000_000, ge=1)
+    economy_poll_initial_seconds: float = Field(default=30.0, gt=0)
+    economy_poll_max_seconds: float = Field(default=600.0, gt=0)
+    # How often each process looks for batches to form or poll.
+    economy_tick_seconds: float = Field(default=2.0, gt=0, le=60)
+    # Google's turnaround target, shown as "expected by".
+    economy_turnaround_hours: float = Field(default=24.0, gt=0)
 
     # Storage
     image_retention_days: int = Field(default=30, ge=1)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 ASPECT_CHOICES = [app_commands.Choice(name=a, value=a) for a in (*BASE_ASPECTS, *EXTRA_ASPECTS)]
 SIZE_CHOICES = [app_commands.Choice(name=s, value=s) for s in SIZES_ORDER]
+# The `economy` option (at most 100 characters): chains and edits never use it.
+ECONOMY_HELP = "Gemini's Batch API: about half price, ready within 24 hours (default: /settings)"
 MODEL_CHOICES = [
     app_commands.Choice(name=f"{alias} — {model_display_name(model_id)}", value=alias)
     for alias, model_id in MODEL_ALIASES.items()

@@ -18,9 +18,17 @@ from bot.errors import UserError
 from bot.presentation.buttons import Action
 from bot.presentation.places import require_batch_room
 from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
+from bot.services.economy import EconomyBatchRun, economy_wanted
 from bot.services.requests import acknowledge, requester_of
 from bot.services.templates import spec_from_template
-from cogs._shared import ASPECT_CHOICES, MODEL_CHOICES, SIZE_CHOICES, bot_of, template_autocomplete
+from cogs._shared import (
+    ASPECT_CHOICES,
+    ECONOMY_HELP,
+    MODEL_CHOICES,
+    SIZE_CHOICES,
+    bot_of,
+    template_autocomplete,
+)
 from cogs.templates import vars_autocomplete
 
 
@@ -61,6 +69,7 @@ class Batch(commands.Cog):
         aspect="Aspect ratio",
         size="Resolution",
         model="Which model",
+        economy=ECONOMY_HELP,
     )
     @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
     @app_commands.autocomplete(template=template_autocomplete, vars=vars_autocomplete)
@@ -75,6 +84,7 @@ class Batch(commands.Cog):
         aspect: str | None = None,
         size: str | None = None,
         model: str | None = None,
+        economy: bool | None = None,
     ) -> None:
         bot = bot_of(interaction)
         if (template is None) == (json is None):
@@ -92,9 +102,27 @@ class Batch(commands.Cog):
         variants = plan_batch(base, field, values, options, prefs.defaults)
         require_batch_room(interaction, len(variants))  # user installs: 5 followups at most
         added = not has_path(base, field)
+        use_economy = economy_wanted("batch", economy, default=prefs.economy)
         # Limits for the whole batch, before anything is shown, queued or charged.
-        await bot.requests.precheck(requester_of(interaction), [v.prepared for v in variants if v.prepared is not None])
+        await bot.requests.precheck(
+            requester_of(interaction),
+            [v.prepared for v in variants if v.prepared is not None],
+            economy=use_economy,
+        )
         await acknowledge(interaction, private=prefs.private)
+        if use_economy:
+            economy_run = EconomyBatchRun(
+                store=bot.store,
+                economy=bot.economy,
+                interaction=interaction,
+                field=field.strip(),
+                variants=variants,
+                private=prefs.private,
+            )
+            if added:
+                economy_run.notes.append(f"`{field.strip()}` was not in the spec, so it was added.")
+            await economy_run.start()  # the economy loop takes it from here
+            return
         run = BatchRun(
             store=bot.store,
             settings=bot.settings,

@@ -13,6 +13,7 @@ from bot.services.requests import PromptProblem, acknowledge, split_names
 from bot.services.templates import spec_from_template
 from cogs._shared import (
     ASPECT_CHOICES,
+    ECONOMY_HELP,
     MODEL_CHOICES,
     SIZE_CHOICES,
     anchor_autocomplete,
@@ -34,8 +35,9 @@ class PromptModal(discord.ui.Modal, title="JSON prompt"):
         custom_id="prompt_json",
     )
 
-    def __init__(self, prefill: str | None) -> None:
+    def __init__(self, prefill: str | None, economy: bool | None = None) -> None:
         super().__init__(timeout=None)
+        self.economy = economy
         if prefill:
             self.spec.default = prefill[:MODAL_TEXT_LIMIT]
 
@@ -48,7 +50,7 @@ class PromptModal(discord.ui.Modal, title="JSON prompt"):
             except SpecError as exc:
                 raise PromptProblem(exc) from None
         await bot_of(interaction).requests.run(
-            interaction, kind="prompt", raw=raw, options=RequestOptions()
+            interaction, kind="prompt", raw=raw, options=RequestOptions(), economy=self.economy
         )
 
     async def on_error(  # type: ignore[override]
@@ -77,6 +79,7 @@ class Imagine(commands.Cog):
         reference3="Another reference image",
         template="Start from a template (the prompt adds to it, or gives key=value; ...)",
         private="Only you see the result",
+        economy=ECONOMY_HELP,
     )
     @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
     @app_commands.autocomplete(anchors=anchor_autocomplete, template=template_autocomplete)
@@ -95,6 +98,7 @@ class Imagine(commands.Cog):
         reference3: discord.Attachment | None = None,
         template: str | None = None,
         private: bool | None = None,
+        economy: bool | None = None,
     ) -> None:
         attachments = [a for a in (reference, reference2, reference3) if a is not None]
         raw: str | dict[str, object] = prompt
@@ -120,6 +124,7 @@ class Imagine(commands.Cog):
             options=options,
             attachments=attachments,
             private=private,
+            economy=economy,
         )
 
     @app_commands.command(
@@ -129,6 +134,7 @@ class Imagine(commands.Cog):
         json="The JSON spec",
         file="A .json file with the spec",
         template="Pre-fill the editor from a template",
+        economy=ECONOMY_HELP,
     )
     @app_commands.autocomplete(template=template_autocomplete)
     async def prompt(
@@ -137,6 +143,7 @@ class Imagine(commands.Cog):
         json: str | None = None,
         file: discord.Attachment | None = None,
         template: str | None = None,
+        economy: bool | None = None,
     ) -> None:
         bot = bot_of(interaction)
         if json is None and file is None:
@@ -149,7 +156,7 @@ class Imagine(commands.Cog):
                         f"Template '{template}' is too long for the editor; use "
                         f"/template use name:{template} or attach it as a file."
                     )
-            await interaction.response.send_modal(PromptModal(prefill))
+            await interaction.response.send_modal(PromptModal(prefill, economy))
             return
         if json is not None and file is not None:
             raise UserError("Give either json or file, not both.")
@@ -177,7 +184,9 @@ class Imagine(commands.Cog):
             raise UserError(
                 "/prompt takes a JSON object starting with '{'; for plain text use /imagine."
             )
-        await bot.requests.run(interaction, kind="prompt", raw=raw, options=RequestOptions())
+        await bot.requests.run(
+            interaction, kind="prompt", raw=raw, options=RequestOptions(), economy=economy
+        )
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -17,6 +17,7 @@ from bot.services.requests import split_names
 from bot.services.templates import spec_from_template
 from cogs._shared import (
     ASPECT_CHOICES,
+    ECONOMY_HELP,
     MODEL_CHOICES,
     SIZE_CHOICES,
     anchor_autocomplete,
@@ -136,7 +137,7 @@ class Templates(
             )
 
     @app_commands.command(name="use", description="Generate from a template")
-    @app_commands.describe(vars='Values: "product=running shoe; color=red"')
+    @app_commands.describe(vars='Values: "product=running shoe; color=red"', economy=ECONOMY_HELP)
     @app_commands.choices(aspect=ASPECT_CHOICES, size=SIZE_CHOICES, model=MODEL_CHOICES)
     @app_commands.autocomplete(
         name=template_autocomplete, vars=vars_autocomplete, anchors=anchor_autocomplete
@@ -150,6 +151,7 @@ class Templates(
         aspect: str | None = None,
         size: str | None = None,
         model: str | None = None,
+        economy: bool | None = None,
     ) -> None:
         template = await bot_of(interaction).templates.find(interaction.guild_id, name)
         spec = spec_from_template(template, vars, None)
@@ -157,7 +159,7 @@ class Templates(
             model=model, size=size, aspect=aspect, anchors=split_names(anchors)
         )
         await bot_of(interaction).requests.run(
-            interaction, kind="template", raw=spec, options=options
+            interaction, kind="template", raw=spec, options=options, economy=economy
         )
 
     @app_commands.command(name="save", description="Save a template for this server")

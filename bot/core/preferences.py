@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-USER_KEYS = ("model", "size", "aspect", "private", "threads")
+USER_KEYS = ("model", "size", "aspect", "private", "threads", "economy")
 YOURS, SERVER, BUILTIN = "yours", "server", "built-in"
 
 
@@ -34,6 +34,8 @@ class Preferences:
     private: bool
     threads: bool
     sources: dict[str, str] = field(default_factory=dict)  # key -> "yours" | "server" | "built-in"
+    # Gemini's Batch API by default (/imagine, /prompt, /template use, /batch only)
+    economy: bool = False
 
     @property
     def defaults(self) -> Defaults:
@@ -59,6 +61,7 @@ async def preferences_for(
         "aspect": settings.default_aspect,
         "private": False,
         "threads": True,
+        "economy": False,
     }
     guild = await store.get_guild_settings(guild_id) if guild_id else {}
     mine = await store.get_user_settings(user_id)
@@ -78,6 +81,7 @@ async def preferences_for(
         private=bool(values["private"]),
         threads=bool(values["threads"]),
         sources=sources,
+        economy=bool(values["economy"]),
     )
 
 

@@ -92,9 +92,10 @@ async def admit_limits(store: Store, settings: Settings, guild_id: int | None) -
     )
 
 
-def request_cost(prepared: Sequence[PreparedSpec]) -> float:
-    """The estimated cost of these requests (one image each)."""
-    return sum(estimate_cost(p.model, p.size) for p in prepared)
+def request_cost(prepared: Sequence[PreparedSpec], *, economy: bool = False) -> float:
+    """The estimated cost of these requests (one image each); `economy`: at the Batch API's
+    price."""
+    return sum(estimate_cost(p.model, p.size, economy=economy) for p in prepared)
 
 
 def _plural(n: int, word: str) -> str:
@@ -142,17 +143,18 @@ async def precheck(
     user_id: int,
     guild_id: int | None,
     prepared: Sequence[PreparedSpec],
+    economy: bool = False,
 ) -> None:
     """The one pre-check, before a request is acknowledged or shown: QueueFull or
     QuotaExceeded if these images (one per spec) would pass a limit right now. Admission
-    decides again, atomically, when it records them."""
+    decides again, atomically, when it records them. `economy`: at the batch price."""
     await check_budget(
         store,
         settings,
         user_id=user_id,
         guild_id=guild_id,
         images=len(prepared),
-        cost=request_cost(prepared),
+        cost=request_cost(prepared, economy=economy),
     )
 
 

@@ -40,6 +40,10 @@ class Action(StrEnum):
     SPLIT = "split"
     PICK_TILE = "tile"
     SAVE_ANCHOR = "saveanchor"
+    # Economy (Gemini's Batch API): Cancel while the batch has not started (a request, or a
+    # whole /batch: carries its first generation), and Retry through the Batch API again
+    ECONOMY_CANCEL = "ecocancel"
+    ECONOMY_RETRY = "ecoretry"
 
 
 # action: (label, style, emoji)
@@ -61,6 +65,8 @@ _LOOK: dict[Action, tuple[str, discord.ButtonStyle, str | None]] = {
     Action.SPLIT: ("Split", discord.ButtonStyle.secondary, "✂️"),
     Action.PICK_TILE: ("Pick a tile", discord.ButtonStyle.secondary, None),
     Action.SAVE_ANCHOR: ("Save as anchor", discord.ButtonStyle.secondary, "📌"),
+    Action.ECONOMY_CANCEL: ("Cancel", discord.ButtonStyle.danger, None),
+    Action.ECONOMY_RETRY: ("Retry in economy", discord.ButtonStyle.secondary, "🐢"),
 }
 
 

@@ -6,7 +6,7 @@ import discord
 
 from bot.adapters.store import GenerationRow
 from bot.config import model_display_name
-from bot.presentation.text import format_cost, ordinal, truncate
+from bot.presentation.text import format_cost, format_duration, ordinal, truncate
 
 # Discord's embed limits: a title of 256 characters, a field value of 1024.
 EMBED_TITLE_LIMIT = 256
@@ -29,7 +29,7 @@ def result_embed(
         embed.description = truncate(gen.model_text.strip(), 1500)
     embed.add_field(name="Model", value=model_display_name(gen.model))
     embed.add_field(name="Size", value=f"{gen.size} · {gen.aspect}")
-    embed.add_field(name="Time", value=f"{gen.seconds or 0:.1f} s")
+    embed.add_field(name="Time", value=format_duration(gen.seconds or 0))
     embed.add_field(name="Est. cost", value=format_cost(gen.cost or 0.0))
     if gen.step is not None and gen.chain_id is not None:
         parent = f" (from step {parent_step})" if parent_step is not None else ""

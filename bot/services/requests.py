@@ -26,6 +26,7 @@ from bot.core.resolver import RequestResolver, Upload, normalise_upload
 from bot.core.submission import Requester, Submission
 from bot.errors import UserError
 from bot.presentation.targets import DiscordClient, InteractionTarget, ResumedTarget, Target
+from bot.services.economy import EconomyService, economy_wanted
 from bot.services.generation import Generator
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class RequestService:
         self.client = client
         self.fetch = fetch  # downloads an attachment URL (a restarted process re-downloads)
         self._sweeper: asyncio.Task[None] | None = None
+        # Economy requests (Gemini's Batch API) are admitted there instead (bot.client wires it).
+        self.economy: EconomyService | None = None
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._take_over_stale(), name="intake-takeover")
@@ -113,7 +116,9 @@ class RequestService:
             self.store, self.settings, interaction.user.id, interaction.guild_id
         )
 
-    async def precheck(self, requester: Requester, prepared: Sequence[PreparedSpec]) -> None:
+    async def precheck(
+        self, requester: Requester, prepared: Sequence[PreparedSpec], *, economy: bool = False
+    ) -> None:
         """Queue room and quota for these images, before acknowledging or charging."""
         await precheck(
             self.store,
@@ -121,6 +126,7 @@ class RequestService:
             user_id=requester.user_id,
             guild_id=requester.guild_id,
             prepared=prepared,
+            economy=economy,
         )
 
     async def run(
@@ -132,11 +138,17 @@ class RequestService:
         options: RequestOptions,
         attachments: Sequence[discord.Attachment] = (),
         private: bool | None = None,
+        economy: bool | None = False,
     ) -> int:
         """Prepare, acknowledge (recording the request at the same time), check, download,
-        resolve and queue one request. Returns its generation id."""
+        resolve and queue one request. Returns its generation id. `economy`: through
+        Gemini's Batch API (None: the user's /settings default, for the commands that offer
+        it)."""
         prefs = await self.preferences(interaction)
         is_private = prefs.private if private is None else private
+        use_economy = self.economy is not None and economy_wanted(
+            kind, economy, default=prefs.economy
+        )
         try:
             prepared = prepare(raw, options, prefs.defaults)
         except SpecError as exc:
@@ -154,6 +166,7 @@ class RequestService:
                 {"url": a.url, "filename": a.filename, "size": a.size} for a in attachments
             ],
             "target": target.resume_info(),
+            "economy": use_economy,
         }
         intake_id, _ = await asyncio.gather(
             self.store.receive(
@@ -171,8 +184,9 @@ class RequestService:
             )
 
         return await self._queue(
-            intake_id, requester, kind=kind, prepared=prepared, uploads=uploads, target=target
-        )
+            intake_id, requester, kind=kind, prepared=prepared, uploads=uploads, target=target,
+            economy=use_economy,
+        )  # fmt: skip
 
     async def _queue(
         self,
@@ -183,6 +197,7 @@ class RequestService:
         prepared: PreparedSpec,
         uploads: Callable[[], Awaitable[list[Upload]]],
         target: Target,
+        economy: bool = False,
     ) -> int:
         """Download, resolve and admit a received request; its intake record goes with the
         admission (or with a refusal the user is told of)."""
@@ -190,7 +205,7 @@ class RequestService:
             try:
                 # Queue room and quotas before downloading anything (admission decides again);
                 # after the acknowledgement, so a burst is acknowledged without waiting on them.
-                await self.precheck(requester, [prepared])
+                await self.precheck(requester, [prepared], economy=economy)
                 resolver = RequestResolver(
                     self.store, user_id=requester.user_id, uploads=await uploads()
                 )
@@ -201,6 +216,8 @@ class RequestService:
                 sub = Submission.build(
                     requester, kind=kind, prepared=prepared, inputs=inputs, private=target.private
                 )
+                if economy and self.economy is not None:
+                    return await self.economy.submit(sub, target, intake_id=intake_id)
                 return await self.generator.submit(sub, target, intake_id=intake_id)
             except Exception:
                 # Refused (the user is told) or broken (the user is told, with a reference).
@@ -269,7 +286,7 @@ class RequestService:
 
             gen_id = await self._queue(
                 row.id, requester, kind=str(info["kind"]), prepared=prepared, uploads=uploads,
-                target=target,
+                target=target, economy=bool(info.get("economy")),
             )  # fmt: skip
             log.info("took over request %s (generation %s) after its process died", row.id, gen_id)
         except (UserError, SpecError) as exc:

@@ -8,13 +8,14 @@ from tests.fakes.gemini import fake_mark_of
 PRODUCT_COMMANDS = {
     # The command contract: name -> options (subcommand groups: sub -> options)
     "imagine": {"prompt", "aspect", "size", "model", "negative", "style", "anchors", "reference",
-                "reference2", "reference3", "template", "private"},
-    "prompt": {"json", "file", "template"},
+                "reference2", "reference3", "template", "private", "economy"},
+    "prompt": {"json", "file", "template", "economy"},
     "edit": {"image", "changes", "anchors", "reference", "aspect", "size", "model", "private"},
     "blend": {"image1", "image2", "image3", "image4", "image5", "image6", "instructions",
               "aspect", "size", "model"},
-    "batch": {"field", "values", "template", "json", "vars", "aspect", "size", "model"},
-    "settings": {"model", "size", "aspect", "private", "threads"},
+    "batch": {"field", "values", "template", "json", "vars", "aspect", "size", "model",
+              "economy"},
+    "settings": {"model", "size", "aspect", "private", "threads", "economy"},
     "usage": {"user"},
     "history": {"id"},
     "describe": {"image", "detail"},
@@ -40,7 +41,7 @@ async def test_syncs_exactly_the_product_commands(bot_harness: BotHarness) -> No
         assert {o["name"] for o in slash[name]["options"]} == subs, name
     template_use = next(o for o in slash["template"]["options"] if o["name"] == "use")
     assert {o["name"] for o in template_use["options"]} == {
-        "name", "vars", "anchors", "aspect", "size", "model"}
+        "name", "vars", "anchors", "aspect", "size", "model", "economy"}
 
 
 async def test_imagine_round_trip(bot_harness: BotHarness) -> None:

@@ -467,6 +467,10 @@ class FakeGemini:
         self._site: web.TCPSite | None = None
         self._closing = asyncio.Event()
         self.port = 0
+        # The Batch API and Files API (economy requests): tests/fakes/gemini_batch.py.
+        from tests.fakes.gemini_batch import FakeBatchAPI
+
+        self.batches = FakeBatchAPI(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -479,6 +483,7 @@ class FakeGemini:
     async def start(self) -> FakeGemini:
         app = web.Application(client_max_size=max(self.max_request_bytes * 2, 64 * 1024 * 1024))
         app.router.add_post("/{version}/models/{target}", self._handle)
+        self.batches.add_routes(app)
         self._closing = asyncio.Event()
         # handler_cancellation: a client that gives up (timeout) frees its in-flight slot at once.
         self._runner = web.AppRunner(
@@ -604,6 +609,9 @@ class FakeGemini:
                     }
                 ],
             )
+
+        if rec.method == "batchGenerateContent":  # the Batch API: its own faults and records
+            return await self.batches.create(request, rec, parse_error=parse_error)
 
         fault = self._take_fault()
         if fault is not None:

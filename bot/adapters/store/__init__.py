@@ -5,6 +5,13 @@ store = await Store.open(settings.database)   # DATABASE_URL if set, else DATABA
 await store.close()
 """
 
+from bot.adapters.store._economy import (
+    EconomyBatchRow,
+    EconomyItemRow,
+    EconomyUsage,
+    Withdrawn,
+)
+from bot.adapters.store._jobs import ECONOMY_LANE
 from bot.adapters.store.files import is_sha256, sha256_hex
 from bot.adapters.store.migrations import MigrationError
 from bot.adapters.store.rows import (
@@ -40,6 +47,7 @@ from bot.adapters.store.rows import (
 from bot.adapters.store.store import Store
 
 __all__ = [
+    "ECONOMY_LANE",
     "FAILED_STATUSES",
     "GENERATION_KINDS",
     "GENERATION_STATUSES",
@@ -54,6 +62,9 @@ __all__ = [
     "AnchorRow",
     "ChainRow",
     "ChainStepRow",
+    "EconomyBatchRow",
+    "EconomyItemRow",
+    "EconomyUsage",
     "GeminiBusy",
     "GeminiSlot",
     "GenerationRow",
@@ -70,6 +81,7 @@ __all__ = [
     "Store",
     "StoreError",
     "UsageRow",
+    "Withdrawn",
     "is_sha256",
     "sha256_hex",
 ]

@@ -57,6 +57,10 @@ _EPSILON = 1e-9
 
 j = jobs_table.c
 _SELECT = sa.select(*jobs_table.c)
+# Economy jobs (Gemini's Batch API) wait in this lane: admitted like any job (quotas, queue
+# room), never claimed here nor counted in the line; bot.adapters.store._economy runs them.
+ECONOMY_LANE = "economy"
+_INTERACTIVE = sa.func.coalesce(j.lane, "") != ECONOMY_LANE
 
 
 def _job(r: Record) -> JobRow:
@@ -115,6 +119,7 @@ def _next_job_query(max_running_per_user: int) -> sa.Select[Any]:
         .select_from(jobs_table.outerjoin(job_turns, job_turns.c.user_id == j.user_id))
         .where(
             j.status == "queued",
+            _INTERACTIVE,
             user_running < max_running_per_user,
             sa.or_(j.lane.is_(None), sa.and_(~lane_busy, j.id == lane_head)),
         )
@@ -488,7 +493,7 @@ class JobsMixin(StoreBase):
             waiting = await tx.all(
                 sa.select(j.id, j.user_id, job_turns.c.served)
                 .select_from(jobs_table.outerjoin(job_turns, job_turns.c.user_id == j.user_id))
-                .where(j.status == "queued")
+                .where(j.status == "queued", _INTERACTIVE)
                 .order_by(j.id)
             )
         per_user: dict[int, list[int]] = {}

@@ -29,7 +29,7 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled", "interrupted
 JOB_FINAL_STATUSES = ("done", "failed", "cancelled", "interrupted")
 
 # Settings the features use today; the tables accept any identifier-like key.
-USER_SETTING_KEYS = ("model", "size", "aspect", "private", "threads")
+USER_SETTING_KEYS = ("model", "size", "aspect", "private", "threads", "economy")
 GUILD_SETTING_KEYS = (
     "model",
     "size",

@@ -21,6 +21,7 @@ from typing import Literal
 from bot.adapters.store._anchors import AnchorsMixin
 from bot.adapters.store._base import Clock
 from bot.adapters.store._chains import ChainsMixin
+from bot.adapters.store._economy import EconomyMixin
 from bot.adapters.store._generations import GenerationsMixin
 from bot.adapters.store._guilds import GuildsMixin
 from bot.adapters.store._intake import IntakeMixin
@@ -47,6 +48,7 @@ class Store(
     LimiterMixin,
     IntakeMixin,
     RecordsMixin,
+    EconomyMixin,
 ):
     """Everything the bot keeps. Open with `await Store.open(path_or_url)`; close when done."""
 

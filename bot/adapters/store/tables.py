@@ -317,3 +317,67 @@ gemini_calls = sa.Table(
     sa.Index("gemini_calls_model", "model", "at"),
     sqlite_autoincrement=True,
 )
+
+# Economy (0004): requests answered through Gemini's Batch API. A batch groups one user's
+# economy jobs for one model; whichever process holds its lease submits and polls it.
+economy_batches = sa.Table(
+    "economy_batches",
+    metadata,
+    _id(),
+    sa.Column("user_id", DISCORD_ID, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    # forming (not submitted yet) | submitted (at Gemini) | ended (every item ended)
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'forming'")),
+    sa.Column("gemini_state", sa.Text),  # JOB_STATE_… as last seen
+    sa.Column("name", sa.Text, unique=True),  # "batches/…" once Gemini accepted it
+    sa.Column("display_name", sa.Text, nullable=False),  # finds it again after a crash
+    sa.Column("request_keys", sa.Text),  # JSON: the keys of the requests sent, in order
+    sa.Column("submit_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", TIME, nullable=False),
+    sa.Column("submitted_at", TIME),
+    sa.Column("started_at", TIME),  # first seen running at Gemini: too late to cancel
+    sa.Column("ended_at", TIME),
+    sa.Column("next_poll_at", TIME, nullable=False),
+    sa.Column("polls", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_expires_at", TIME),
+    sa.Column("error", sa.Text),
+    sa.CheckConstraint(
+        "state IN ('forming', 'submitted', 'ended')", name="economy_batches_state"
+    ),
+    sa.Index("economy_batches_due", "state", "next_poll_at"),
+    sqlite_autoincrement=True,
+)
+
+# The jobs of a batch, in the order they were sent (one generation each).
+economy_items = sa.Table(
+    "economy_items",
+    metadata,
+    sa.Column("job_id", ID, sa.ForeignKey("jobs.id"), primary_key=True, autoincrement=False),
+    sa.Column("batch_id", ID, sa.ForeignKey("economy_batches.id"), nullable=False),
+    sa.Column("generation_id", ID, sa.ForeignKey("generations.id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    # pending | done | failed | cancelled
+    sa.Column("state", sa.Text, nullable=False, server_default=sa.text("'pending'")),
+    sa.Column("ended_at", TIME),
+    sa.CheckConstraint(
+        "state IN ('pending', 'done', 'failed', 'cancelled')", name="economy_items_state"
+    ),
+    sa.Index("economy_items_batch", "batch_id", "position"),
+    sa.Index("economy_items_generation", "generation_id"),
+)
+
+# What economy images cost per UTC day, and what they would have cost interactively (the
+# saving /usage shows). Charged usage itself is in usage_daily, at the batch price.
+economy_usage = sa.Table(
+    "economy_usage",
+    metadata,
+    sa.Column("day", sa.Text, primary_key=True),
+    sa.Column("user_id", DISCORD_ID, primary_key=True, autoincrement=False),
+    sa.Column("guild_id", DISCORD_ID, primary_key=True, autoincrement=False),  # 0: DMs
+    sa.Column("model", KEY, primary_key=True),
+    sa.Column("images", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("cost", MONEY, nullable=False, server_default=sa.text("0")),
+    sa.Column("full_cost", MONEY, nullable=False, server_default=sa.text("0")),
+    sa.Index("economy_usage_guild", "guild_id", "day"),
+)

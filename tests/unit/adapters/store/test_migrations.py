@@ -42,7 +42,8 @@ SHA = "ab" * 32
 ALL_TABLES = {
     "images", "image_blobs", "generations", "generation_images", "generation_messages",
     "chains", "chain_steps", "anchors", "guild_templates", "user_settings", "guild_settings",
-    "usage_daily", "jobs", "job_turns", "gemini_slots", "gemini_calls",
+    "usage_daily", "jobs", "job_turns", "gemini_slots", "gemini_calls", "economy_batches",
+    "economy_items", "economy_usage",
 }  # fmt: skip
 
 # Rows written by the code of a revision, as SQL valid *at that revision* on both engines
