@@ -24,6 +24,7 @@ from bot.adapters.store import Store
 from bot.config import Settings
 from bot.core.metrics import Metrics
 from bot.presentation.buttons import ActionButton, ActionRegistry
+from bot.presentation.places import ANY_INSTALL, EVERYWHERE
 from bot.presentation.replies import report_error
 from bot.services.batches import BatchSheets
 from bot.services.chains import Chains
@@ -99,6 +100,10 @@ class NanoBananaBot(commands.AutoShardedBot):
             tree_cls=NanoTree,
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            # Every command is installable to servers and to users' accounts and usable in
+            # servers, the bot's DM and group DMs unless it says otherwise (/quota).
+            allowed_contexts=EVERYWHERE,
+            allowed_installs=ANY_INSTALL,
             **options,
         )
         self.settings = settings

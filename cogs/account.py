@@ -18,6 +18,7 @@ from bot.core.preferences import (
 from bot.core.quotas import Limits, limits_for, month_start, resets_text, today
 from bot.errors import UserError
 from bot.presentation.economy import CHAINS_NOTE
+from bot.presentation.places import GUILD_INSTALL, SERVERS_ONLY, place_of
 from bot.presentation.targets import InteractionTarget
 from bot.presentation.text import format_cost, jump_url, truncate
 from bot.services.economy import economy_usage_line
@@ -37,8 +38,9 @@ HISTORY_LENGTH = 10
 
 def _is_admin(interaction: discord.Interaction) -> bool:
     """Manage Server in this server (checked by the bot too: admins can open a command's
-    permissions to everyone in the server's integration settings)."""
-    if interaction.guild_id is None:
+    permissions to everyone in the server's integration settings), a server the bot is in
+    (elsewhere, installed to someone's account, its admins set nothing for the bot)."""
+    if place_of(interaction).bot_server is None:
         return False
     return bool(interaction.permissions.manage_guild)
 
@@ -295,6 +297,8 @@ class Account(commands.Cog):
         description="(admins) daily limits for this server",
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
+        allowed_contexts=SERVERS_ONLY,  # servers that installed the bot, nowhere else
+        allowed_installs=GUILD_INSTALL,
     )
 
     @quota.command(name="set", description="Set daily limits; 0 removes a limit")

@@ -16,6 +16,7 @@ from discord.ext import commands
 from bot.adapters.prompts import RequestOptions, parse_prompt_text
 from bot.errors import UserError
 from bot.presentation.buttons import Action
+from bot.presentation.places import require_batch_room
 from bot.services.batches import BatchRun, cancel_batch, has_path, plan_batch
 from bot.services.economy import EconomyBatchRun, economy_wanted
 from bot.services.requests import acknowledge, requester_of
@@ -99,6 +100,7 @@ class Batch(commands.Cog):
         prefs = await bot.requests.preferences(interaction)
         options = RequestOptions(model=model, size=size, aspect=aspect)
         variants = plan_batch(base, field, values, options, prefs.defaults)
+        require_batch_room(interaction, len(variants))  # user installs: 5 followups at most
         added = not has_path(base, field)
         use_economy = economy_wanted("batch", economy, default=prefs.economy)
         # Limits for the whole batch, before anything is shown, queued or charged.

@@ -1,5 +1,10 @@
 """Refining results: replies, chain threads, the Refine and Undo buttons, and the
-Edit image context menu. Thin: the chain logic is bot.services.chains."""
+Edit image context menu. Thin: the chain logic is bot.services.chains.
+
+In the bot's DM the conversation is the chain: a reply to a result refines that result, and
+any other message refines the latest result there. Where the bot is not a member (group DMs,
+other servers, through the app installed to the user's account) no message reaches it: the
+Refine button and the Edit image menu carry the chain, answered in their own interaction."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from discord.ext import commands
 from bot.adapters.prompts import InputRef, RequestOptions
 from bot.errors import UserError
 from bot.presentation.buttons import Action
+from bot.presentation.places import place_of
 from bot.presentation.replies import reply_error, report_error
 from bot.presentation.targets import ChannelTarget, InteractionTarget, Target
 from bot.presentation.text import jump_url
@@ -35,6 +41,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".heic", ".heif")
 ATTACHMENTS_ONLY = "Use the attached image(s) as described."
 MODAL_TIMEOUT = 15 * 60  # a modal nobody submits is forgotten with its interaction token
 REPLY_LIMIT = 1900
+DM_NOTHING_YET = (
+    "There's nothing here to refine yet: make an image with /imagine (or /edit), then reply "
+    "to it, or just keep writing here, to change it step by step."
+)
 
 
 def image_attachments(message: discord.Message) -> list[discord.Attachment]:
@@ -44,6 +54,18 @@ def image_attachments(message: discord.Message) -> list[discord.Attachment]:
         if (a.content_type or "").split(";")[0] in IMAGE_TYPES
         or a.filename.lower().endswith(IMAGE_SUFFIXES)
     ]
+
+
+def _can_answer_in(message: discord.Message) -> bool:
+    """Whether the bot may post where a message was written (its DMs: yes)."""
+    channel, guild = message.channel, message.guild
+    me = guild.me if guild is not None else None
+    if me is None or not hasattr(channel, "permissions_for"):
+        return True
+    perms = channel.permissions_for(me)
+    if isinstance(channel, discord.Thread):
+        return perms.send_messages_in_threads
+    return perms.send_messages
 
 
 def refinable(gen: GenerationRow | None, user_id: int) -> GenerationRow:
@@ -96,7 +118,8 @@ class ChainsCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.guild is None:
+        in_dm = isinstance(message.channel, discord.DMChannel)
+        if message.author.bot or (message.guild is None and not in_dm):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return  # system messages (thread created, pins...)
@@ -106,8 +129,10 @@ class ChainsCog(commands.Cog):
             if ref is not None and ref.type is discord.MessageReferenceType.reply
             else None
         )
-        if reply_to is None and not isinstance(message.channel, discord.Thread):
+        if reply_to is None and not in_dm and not isinstance(message.channel, discord.Thread):
             return
+        if not _can_answer_in(message):
+            return  # the bot may read here but not write: a step could never be shown
         text = (message.content or "").strip()
         if text.startswith("//"):
             return  # a note between people, not an edit
@@ -129,25 +154,38 @@ class ChainsCog(commands.Cog):
         bot = self.nb
         store = bot.store
         turn: Ticket | None = None
+        in_dm = isinstance(message.channel, discord.DMChannel)
         try:
             # Taken before anything slow: two quick messages keep their order.
             async with self.chains.arrival(message.channel.id):
                 gen = await store.generation_by_message(reply_to) if reply_to else None
                 if gen is not None:
+                    # Private results only ever show where just their owner is (their
+                    # ephemerals, their DM): refinable() lets nobody else through.
                     gen = refinable(gen, message.author.id)
-                    if gen.private:
-                        raise UserError("That result is private.")
                     chain = await self.chains.chain_for(gen)
+                    private = gen.private
+                elif in_dm:
+                    # The DM's conversation is the chain: the latest result posted here.
+                    latest = await store.latest_result_in_channel(message.channel.id)
+                    if latest is None:
+                        raise UserError(DM_NOTHING_YET)
+                    latest = refinable(latest, message.author.id)
+                    chain = await self.chains.chain_for(latest)
+                    private = latest.private
                 else:
                     found = await store.chain_by_thread(message.channel.id)
                     if found is None:
                         return  # a reply to something else, in an ordinary thread
                     chain = found
+                    root = await store.get_generation(chain.root_generation_id)
+                    private = root is not None and root.private
                 place = await self.chains.place(
                     chain,
                     user_id=message.author.id,
                     result_channel_id=message.channel.id if gen else None,
                     result_message_id=reply_to if gen else None,
+                    threads_here=not in_dm,
                 )
                 turn = self.chains.turn(chain.id)
             if place.notice:
@@ -169,7 +207,7 @@ class ChainsCog(commands.Cog):
                 parent_id=gen.id if gen else None,
             )
             async with turn:
-                await self.chains.run_step(chain.id, request, target)
+                await self.chains.run_step(chain.id, request, target, private=private)
         finally:
             if turn is not None:
                 turn.release()
@@ -232,6 +270,7 @@ class ChainsCog(commands.Cog):
         turn: Ticket | None = None
         try:
             gen = refinable(await bot.store.get_generation(gid), interaction.user.id)
+            where_here = place_of(interaction)
             await interaction.response.defer(thinking=True, ephemeral=gen.private)
             here = interaction.channel_id or gen.channel_id
             async with self.chains.arrival(here):
@@ -244,6 +283,8 @@ class ChainsCog(commands.Cog):
                         user_id=interaction.user.id,
                         result_channel_id=where[0] if where else None,
                         result_message_id=where[1] if where else None,
+                        # no threads in DMs; none where only interactions reach
+                        threads_here=where_here.can_thread,
                     )
                     thread_id, notice = place.thread_id, place.notice
                 turn = self.chains.turn(chain.id)

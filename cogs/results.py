@@ -17,6 +17,7 @@ from bot.core.replay import replay_submission
 from bot.core.submission import InputImage, Submission, public_spec, uses_anchors
 from bot.errors import UserError
 from bot.presentation.buttons import Action
+from bot.presentation.places import Reach, place_of
 from bot.services.requests import acknowledge, requester_of
 from cogs._shared import bot_of
 
@@ -174,8 +175,11 @@ class Results(commands.Cog):
         gen = await load_generation(interaction, gid)
         require_owner(interaction, gen, "delete")
         message = interaction.message
-        if message is not None and message.flags.ephemeral:
-            # An ephemeral message can only be removed through its own interaction.
+        if message is not None and (
+            message.flags.ephemeral or place_of(interaction).reach is Reach.INTERACTION
+        ):
+            # An ephemeral message can only be removed through the interaction, and so can
+            # any message where the bot is not a member (a group DM, another server).
             await interaction.response.defer()
             try:
                 await interaction.delete_original_response()

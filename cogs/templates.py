@@ -12,6 +12,7 @@ from discord.ext import commands
 
 from bot.adapters.prompts import RequestOptions, SpecError, parse_template, parse_vars
 from bot.errors import UserError
+from bot.presentation.places import require_bot_server
 from bot.services.requests import split_names
 from bot.services.templates import spec_from_template
 from cogs._shared import (
@@ -178,6 +179,7 @@ class Templates(
         description: str | None = None,
     ) -> None:
         bot = bot_of(interaction)
+        require_bot_server(interaction)
         clean = name.strip().lower()
         if not NAME_RULE.match(clean):
             raise UserError("Template names are 1–32 lowercase letters, digits, - or _.")
@@ -224,6 +226,7 @@ class Templates(
     @app_commands.guild_only()
     async def delete_cmd(self, interaction: discord.Interaction, name: str) -> None:
         bot = bot_of(interaction)
+        require_bot_server(interaction)
         guild_id = interaction.guild_id
         assert guild_id is not None
         clean = name.strip().lower()

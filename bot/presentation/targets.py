@@ -4,6 +4,12 @@ An interaction token lasts 15 minutes; a result that outlives it is posted as an
 channel message (mentioning the requester) instead of being lost. Every target can describe
 itself (`resume_info`) so that a restarted bot carries on in the same message
 (`resumed_target`).
+
+Where the bot can only answer through interactions (a group DM or another server through the
+app installed to the user's account, a channel it may not see or write in: see
+bot.presentation.places), no target ever posts in the channel: shortly before the token
+expires the progress message says where the result will be, and a result that comes later
+goes to the requester's DMs if they accept them; either way it waits in /history.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 import discord
+
+from bot.presentation.places import Reach, place_of, reach_of
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,18 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 TOKEN_LIFETIME = 14.5 * 60
 # Discord's answers when an interaction token is no longer usable.
 _TOKEN_GONE_CODES = frozenset({50027, 10015, 10062})
+# Where only the interaction reaches: this long after the command, a message still in
+# progress says where its result will be (the token then has a couple of minutes left).
+EXPIRY_WARNING_AFTER = 13 * 60
+DISCORD_TOKEN_LIFETIME = 15 * 60
+EXPIRY_NOTE = (
+    "-# Discord lets me update this message only until <t:{expires}:t>. If it isn't done by "
+    "then, I'll send it to your DMs (if you accept them); /history has it either way."
+)
+LATE_ELSEWHERE = (
+    "Your request from <t:{asked}:R> took longer than the 15 minutes Discord gives me to "
+    "answer where you asked, so it is here."
+)
 
 
 def token_gone(exc: discord.HTTPException) -> bool:
@@ -113,6 +134,74 @@ async def _direct_message(
     return None
 
 
+async def _deliver_elsewhere(
+    client: DiscordClient, user_id: int, asked_at: float, **kwargs: Any
+) -> discord.Message | None:
+    """Where only the interaction reached and its token is gone: the result (or the failure)
+    goes to the requester's DMs with a line saying why; with DMs closed it only waits in
+    /history (the progress message said so before the token ran out). Never raises for
+    Discord's refusal."""
+    note = LATE_ELSEWHERE.format(asked=int(asked_at))
+    content = kwargs.pop("content", None)
+    kwargs["content"] = f"{note}\n{content}" if content else note
+    try:
+        user = client.get_user(user_id) or await client.fetch_user(user_id)
+        return await user.send(**kwargs)
+    except discord.HTTPException as exc:
+        log.info("user %s: late result not delivered (%s); it waits in /history", user_id, exc)
+        return None
+
+
+def _still_in_progress(message: Any) -> bool:
+    content = getattr(message, "content", "") or ""
+    return (
+        content.startswith("⏳")
+        and not getattr(message, "embeds", None)
+        and not getattr(message, "attachments", None)
+        and "/history" not in content
+    )
+
+
+class ExpiryWarning:
+    """Where only the interaction reaches: when the token is nearly gone, the progress message
+    (if it still is one) says where the result will be. Armed by the first progress shown,
+    disarmed by the result."""
+
+    def __init__(self, issued_at: float) -> None:
+        self.issued_at = issued_at
+        self.done = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def due(self) -> bool:
+        return not self.done and time.time() - self.issued_at >= EXPIRY_WARNING_AFTER
+
+    def decorate(self, content: str) -> str:
+        if not self.due() or "/history" in content:
+            return content
+        note = EXPIRY_NOTE.format(expires=int(self.issued_at + DISCORD_TOKEN_LIFETIME))
+        return f"{content}\n{note}"
+
+    def arm(self, fire: Callable[[], Awaitable[None]]) -> None:
+        if self._timer is not None or self.done:
+            return
+        now = time.time()
+        if now - self.issued_at >= TOKEN_LIFETIME:
+            return
+        delay = max(0.0, self.issued_at + EXPIRY_WARNING_AFTER - now)
+
+        def start() -> None:
+            if not self.done:
+                self._task = asyncio.ensure_future(fire())
+
+        self._timer = asyncio.get_running_loop().call_later(delay, start)
+
+    def disarm(self) -> None:
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class Target:
     """Shows progress and the final result of one job."""
 
@@ -120,6 +209,7 @@ class Target:
     user_id: int
     private: bool = False
     message_id: int | None = None
+    reach: Reach = Reach.CHANNEL  # INTERACTION: never post or edit in the channel itself
 
     @property
     def upload_limit(self) -> int:
@@ -140,11 +230,13 @@ class Target:
         raise NotImplementedError
 
     def resume_info(self) -> dict[str, Any]:
-        """What a restarted bot needs to carry on in the same place (stored with the job)."""
+        """What a restarted bot needs to carry on in the same place (stored with the job),
+        including whether the bot may post there itself (`reach`)."""
         return {
             "channel_id": self.channel_id,
             "message_id": self.message_id,
             "private": self.private,
+            "reach": str(self.reach),
         }
 
 
@@ -161,6 +253,8 @@ class InteractionTarget(Target):
         # The token's clock starts when Discord created the interaction, not when we got it.
         self.issued_at = interaction.created_at.timestamp()
         self._expired = False
+        self.reach = place_of(interaction).reach
+        self._warning = ExpiryWarning(self.issued_at)
 
     @property
     def upload_limit(self) -> int:
@@ -169,7 +263,21 @@ class InteractionTarget(Target):
     def _token_valid(self) -> bool:
         return not self._expired and time.time() - self.issued_at < TOKEN_LIFETIME
 
+    async def _warn(self) -> None:
+        """The token is nearly gone and the job is still in progress: say where it will be."""
+        if self._warning.done or not self._token_valid():
+            return
+        with contextlib.suppress(discord.HTTPException):
+            message = await self.interaction.original_response()
+            if _still_in_progress(message) and not self._warning.done:
+                await self.interaction.edit_original_response(
+                    content=self._warning.decorate(message.content)
+                )
+
     async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
+        if self.reach is Reach.INTERACTION:
+            self._warning.arm(self._warn)
+            content = self._warning.decorate(content)
         if self._token_valid():
             try:
                 message = await self.interaction.edit_original_response(
@@ -182,8 +290,8 @@ class InteractionTarget(Target):
                     log.debug("progress edit failed: %s", exc)
                     return
                 self._expired = True
-        if self.private or self.message_id is None:
-            return  # an ephemeral message cannot be reached without the token
+        if self.private or self.message_id is None or self.reach is Reach.INTERACTION:
+            return  # an ephemeral message (or any, where only the interaction reaches)
         # A public response is also an ordinary bot message: keep it current that way.
         with contextlib.suppress(discord.HTTPException):
             channel = await _channel(self.client, self.channel_id)
@@ -200,6 +308,7 @@ class InteractionTarget(Target):
         view: discord.ui.View | None = None,
         nonce: str | None = None,
     ) -> discord.Message | None:
+        self._warning.disarm()
         if self._token_valid():
             try:
                 message = await self.interaction.edit_original_response(
@@ -216,6 +325,9 @@ class InteractionTarget(Target):
 
     async def _post_late(self, **kwargs: Any) -> discord.Message | None:
         """The token is gone: a new message that pings the requester (they may have left)."""
+        if self.reach is Reach.INTERACTION:
+            kwargs.pop("nonce", None)
+            return await _deliver_elsewhere(self.client, self.user_id, self.issued_at, **kwargs)
         if self.private:
             return await _direct_message(self.client, self.user_id, self.channel_id, **kwargs)
         channel = await _channel(self.client, self.channel_id)
@@ -338,10 +450,13 @@ class ResumedTarget(ChannelTarget):
             message_id=int(message_id) if message_id else None,
         )
         self.private = bool(info.get("private"))
+        self.reach = reach_of(info)
         self._token: str | None = info.get("token")
         self._application_id = int(info.get("application_id") or 0)
         self._issued_at = float(info.get("issued_at") or 0.0)
         self._from_interaction = bool(self._token)
+        self._asked_at = self._issued_at or float(info.get("created_at") or time.time())
+        self._warning = ExpiryWarning(self._issued_at)
 
     def _webhook(self) -> discord.Webhook | None:
         usable = (
@@ -361,8 +476,22 @@ class ResumedTarget(ChannelTarget):
         # webhook routes accept in place of a message id).
         return self.message_id if self.message_id is not None else "@original"  # type: ignore[return-value]
 
+    async def _warn(self) -> None:
+        hook = self._webhook()
+        if hook is None or self._warning.done:
+            return
+        with contextlib.suppress(discord.HTTPException):
+            message = await hook.fetch_message(self._response_ref())
+            if _still_in_progress(message) and not self._warning.done:
+                await hook.edit_message(
+                    self._response_ref(), content=self._warning.decorate(message.content)
+                )
+
     async def show(self, content: str, *, view: discord.ui.View | None = None) -> None:
         hook = self._webhook()
+        if self.reach is Reach.INTERACTION and hook is not None:
+            self._warning.arm(self._warn)
+            content = self._warning.decorate(content)
         if hook is not None:
             try:
                 message = await hook.edit_message(
@@ -375,7 +504,7 @@ class ResumedTarget(ChannelTarget):
                     log.debug("progress edit through the interaction failed: %s", exc)
                     return
                 self._token = None
-        if self.private:
+        if self.private or self.reach is Reach.INTERACTION:
             return  # an ephemeral message cannot be reached without the token
         await super().show(content, view=view)
 
@@ -388,6 +517,7 @@ class ResumedTarget(ChannelTarget):
         view: discord.ui.View | None = None,
         nonce: str | None = None,
     ) -> discord.Message | None:
+        self._warning.disarm()
         hook = self._webhook()
         if hook is not None:
             try:
@@ -405,6 +535,13 @@ class ResumedTarget(ChannelTarget):
                     raise
                 self._token = None
                 _rewind(files)
+        if self.reach is Reach.INTERACTION:
+            return await _deliver_elsewhere(
+                self.client,
+                self.user_id,
+                self._asked_at,
+                **_new_message(content, embed, files, view),
+            )
         if self.private:
             return await _direct_message(
                 self.client,
@@ -447,6 +584,7 @@ class FollowupTarget(Target):
         self.label = label
         self.batch = batch  # the batch it belongs to, kept with the job for a restart
         self.issued_at = interaction.created_at.timestamp()
+        self.reach = place_of(interaction).reach
 
     def resume_info(self) -> dict[str, Any]:
         info = super().resume_info()
@@ -482,6 +620,11 @@ class FollowupTarget(Target):
                 if not token_gone(exc):
                     raise
                 _rewind(files)
+        if self.reach is Reach.INTERACTION:
+            kwargs.pop("nonce", None)
+            return await _deliver_elsewhere(
+                self.interaction.client, self.user_id, self.issued_at, **kwargs
+            )
         if self.private:
             return await _direct_message(
                 self.interaction.client, self.user_id, self.channel_id, **kwargs

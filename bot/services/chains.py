@@ -1,5 +1,13 @@
 """Chains: iterative editing of one result, step by step, in a thread.
 
+Where the bot can open threads, a chain gets one: a public thread on the refined result's
+message, or, for a result in a private thread (threads do not nest), a new private thread
+beside it in the same channel with the people refining in it, so the chain stays private.
+In a DM with the bot the conversation itself is the chain (no threads exist there); where the
+bot answers only through interactions (group DMs and other servers through the app installed
+to the user's account) a chain goes on through the Refine button and the Edit image menu, in
+the interactions' own messages.
+
 A chain is a tree of generations (each step has a parent); its head is the image the next
 plain message edits. Steps of one chain run strictly one after another in arrival order: a
 caller takes its turn (`Chains.turn`) as soon as it knows the chain, before any slow work,
@@ -50,6 +58,11 @@ NOTICE_NO_PERMISSION = (
 )
 NOTICE_IN_THREAD = "This is already a thread, so this chain continues as replies here."
 NOTICE_NO_THREADS = "Threads aren't available here, so this chain continues as replies."
+NOTICE_NO_PRIVATE_THREAD = (
+    "I can't open a private thread for this chain here (I need the Create Private Threads and "
+    "Send Messages in Threads permissions), so it continues as replies in this thread."
+)
+NOTICE_PRIVATE_THREAD = "✏️ This chain continues in the private thread <#{thread_id}>."
 
 
 # ------------------------------------------------------------------------------ chains
@@ -129,10 +142,15 @@ class Chains:
         user_id: int,
         result_channel_id: int | None = None,
         result_message_id: int | None = None,
+        threads_here: bool = True,
     ) -> Placement:
         """The chain's thread, created lazily on the refined result's message (named from
-        the request's subject). Where that is impossible (no permission, already a thread,
-        a forum...) the chain continues as replies and the notice says so, once."""
+        the request's subject); for a result in a private thread, a private thread beside it.
+        Where that is impossible (no permission, already a thread, a forum...) the chain
+        continues as replies and the notice says so, once. `threads_here` False (the bot's
+        DM, places it reaches only through interactions): in place, nothing to explain."""
+        if not threads_here:
+            return Placement(None)
         async with self._lanes.take(f"thread:{chain.id}"):
             store = self.store
             fresh = await store.get_chain(chain.id)
@@ -157,6 +175,16 @@ class Chains:
             message_id = result_message_id or (root.message_id if root else None)
             name = _thread_name(root.summary if root else "", fresh.id)
             channel = self.client.get_channel(channel_id)
+            if _is_private_thread(channel):
+                assert isinstance(channel, discord.Thread)
+                members = {user_id, *([root.user_id] if root else [])}
+                thread_id, notice = await self._open_private_thread(
+                    fresh, channel, name, members
+                )
+                if thread_id is not None:
+                    return Placement(thread_id, notice)
+                self._in_place.add(fresh.id)
+                return Placement(None, notice)
             notice = _thread_problem(channel) if message_id is not None else NOTICE_NO_THREADS
             if notice is None and message_id is not None:
                 assert isinstance(channel, discord.TextChannel)  # _thread_problem checked
@@ -165,6 +193,40 @@ class Chains:
                     return Placement(thread_id)
             self._in_place.add(fresh.id)
             return Placement(None, notice)
+
+    async def _open_private_thread(
+        self, chain: ChainRow, inside: discord.Thread, name: str, members: set[int]
+    ) -> tuple[int | None, str | None]:
+        """A private thread for a chain whose result is in a private thread: beside it, in
+        the same channel, with the people refining (they may invite others). The permissions
+        are checked first; a refusal keeps the chain as replies, said once."""
+        parent = inside.parent
+        if not isinstance(parent, discord.TextChannel):
+            return None, NOTICE_IN_THREAD
+        me = parent.guild.me
+        if me is not None:
+            perms = parent.permissions_for(me)
+            if not (perms.create_private_threads and perms.send_messages_in_threads):
+                return None, NOTICE_NO_PRIVATE_THREAD
+        try:
+            thread = await parent.create_thread(
+                name=name,
+                type=discord.ChannelType.private_thread,
+                invitable=True,
+                auto_archive_duration=1440,
+            )
+        except discord.HTTPException as exc:
+            log.info("no private thread for chain %s: %s", chain.id, exc)
+            forbidden = isinstance(exc, discord.Forbidden)
+            return None, NOTICE_NO_PRIVATE_THREAD if forbidden else NOTICE_IN_THREAD
+        for member in sorted(members):
+            try:
+                await thread.add_user(discord.Object(id=member))
+            except discord.HTTPException as exc:
+                log.info("could not add %s to chain thread %s: %s", member, thread.id, exc)
+        await self.store.set_chain_thread(chain.id, thread.id)
+        log.info("chain %s lives in private thread %s", chain.id, thread.id)
+        return thread.id, NOTICE_PRIVATE_THREAD.format(thread_id=thread.id)
 
     async def _create_thread(
         self, chain: ChainRow, channel: discord.TextChannel, message_id: int, name: str
@@ -329,6 +391,12 @@ def _thread_name(summary: str, chain_id: int) -> str:
         name = name[6:]
     name = name or f"Chain {chain_id}"
     return name if len(name) <= THREAD_NAME_LIMIT else name[: THREAD_NAME_LIMIT - 1] + "…"
+
+
+def _is_private_thread(channel: object) -> bool:
+    return (
+        isinstance(channel, discord.Thread) and channel.type is discord.ChannelType.private_thread
+    )
 
 
 def _thread_problem(channel: object) -> str | None:

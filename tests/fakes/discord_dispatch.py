@@ -2,7 +2,8 @@
 with the intents that gate them (GUILD_MESSAGES, or DIRECT_MESSAGES in a DM, where the events
 carry no guild_id), never for ephemeral messages, and with other users' guild message bodies
 blanked for sessions without the MESSAGE_CONTENT intent (unless the bot is mentioned; DMs are
-never blanked).
+never blanked). Nothing at all is announced from where the bot is not a member: group DMs,
+guilds without it, private threads it was not added to (interaction responses included).
 """
 
 from __future__ import annotations
@@ -47,14 +48,21 @@ class MessageEvents:
         """MESSAGE_CREATE or MESSAGE_UPDATE for a message (nothing for an ephemeral one)."""
         if msg.visible_to is not None:  # ephemeral messages never reach the gateway
             return
+        if not self._bot_sees(msg):
+            return
         creating = event == "MESSAGE_CREATE"
         payload = self.fake.state.message_payload(msg, gateway=True, nonce=creating)
         self.fake.gateway.dispatch(
             event, payload, intent=self.intent_for(msg), transform=self.content_gate(msg)
         )
 
+    def _bot_sees(self, msg: MessageRecord) -> bool:
+        state = self.fake.state
+        channel = state.channels.get(msg.channel_id)
+        return channel is None or state.bot_can_view(channel)
+
     def delete(self, msg: MessageRecord) -> None:
-        if msg.visible_to is not None:
+        if msg.visible_to is not None or not self._bot_sees(msg):
             return
         payload = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
         if msg.guild_id is not None:

@@ -2,7 +2,9 @@
 the bot actually synced, autocomplete, plain messages and replies, button clicks, select
 menus, modal submits and message context menus, in guild channels, threads and the user's DM
 with the bot (there interactions have Discord's bot-DM shape: `context` 1, `user` instead of
-`member`, no guild).
+`member`, no guild), and, with the app installed to the user's account (`fake.install_app`),
+in group DMs (`context` 2) and in guilds the bot is not in (`context` 0 without the bot):
+`authorizing_integration_owners` {"1": user id} and reduced `app_permissions` there.
 
     alice = fake.user("alice")
     ix = await alice.slash("imagine", prompt="a cat", reference=Upload("cat.png", png))
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from tests.fakes.discord_limits import DEFAULT_UPLOAD_LIMIT, walk_components
 from tests.fakes.discord_state import (
     DM_PERMS,
+    PRIVATE_CHANNEL_APP_PERMS,
     ChannelRecord,
     DiscordState,
     InteractionRecord,
@@ -44,8 +47,8 @@ OPT_USER, OPT_CHANNEL, OPT_ROLE, OPT_MENTIONABLE, OPT_NUMBER, OPT_ATTACHMENT = 6
 IX_COMMAND, IX_COMPONENT, IX_AUTOCOMPLETE, IX_MODAL_SUBMIT = 2, 3, 4, 5
 
 # Interaction context types (where a command is used) and installation types.
-CTX_GUILD, CTX_BOT_DM = 0, 1
-INSTALL_GUILD = 0
+CTX_GUILD, CTX_BOT_DM, CTX_PRIVATE_CHANNEL = 0, 1, 2
+INSTALL_GUILD, INSTALL_USER = 0, 1
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,7 @@ class FakeUser:
         values = {**(options or {}), **kwargs}
         ch = self._channel(channel)
         cmd, path, defs = self._command(command, ch)
+        owners = self._offer(cmd, ch)
         self._check_options(command, defs, values)
         resolved: dict[str, dict[str, Any]] = {}
         leaf = [
@@ -269,7 +273,12 @@ class FakeUser:
         data = self._command_data(cmd, path, leaf, resolved)
         desc = " ".join(f"{k}={_short(v)}" for k, v in values.items())
         return self._start(
-            IX_COMMAND, data, ch, name=command, describe=f"{self.name} /{command} {desc}"
+            IX_COMMAND,
+            data,
+            ch,
+            name=command,
+            describe=f"{self.name} /{command} {desc}",
+            owners=owners,
         )
 
     async def autocomplete(
@@ -310,6 +319,7 @@ class FakeUser:
             ch,
             name=command,
             describe=f"{self.name} autocompletes /{command} {option}={value!r}",
+            owners=self._offer(cmd, ch),
         )
         await ix.wait_ack(timeout)
         if ix.response_type != 8 or ix.choices is None:
@@ -365,6 +375,7 @@ class FakeUser:
             ch,
             name=name,
             describe=f"{self.name} context menu {name!r} on {target_id}",
+            owners=self._offer(cmd, ch),
         )
 
     # -- components ----------------------------------------------------------------------
@@ -483,6 +494,7 @@ class FakeUser:
             message=message,
             parent=parent,
             describe=f"{self.name} submits modal {modal.get('title')!r} {shown}",
+            owners=dict(parent.payload.get("authorizing_integration_owners") or {}) or None,
         )
 
     # -- internals -------------------------------------------------------------------------
@@ -501,32 +513,86 @@ class FakeUser:
         return msg
 
     def _channel(self, ref: int | str) -> ChannelRecord:
-        """A channel this user can see (not someone else's DM, not a guild they are not in)."""
+        """A channel this user can see (not someone else's DM or group DM, not a guild they
+        are not in, not a private thread they were not added to)."""
         state = self.fake.state
         ch = state.channel_by_ref(ref)
-        if ch.is_dm and self.record not in ch.recipients:
+        if ch.is_private and self.record not in ch.recipients:
             raise AssertionError(f"{self.name} is not in that DM ({_where(ch)})")
         if ch.guild_id is not None and self.id not in state.guild(ch.guild_id).members:
             guild = state.guild(ch.guild_id)
             raise AssertionError(f"{self.name} is not a member of {guild.name!r}")
+        if not state.user_can_view(self.record, ch):
+            raise AssertionError(f"{self.name} is not a member of the private thread {ch.name!r}")
         return ch
 
     def _component(
         self, msg: MessageRecord, data: dict[str, Any], describe: str
     ) -> FakeInteraction:
         ch = self._channel(msg.channel_id)
+        # A component answers for the installation its message came from.
+        meta = msg.interaction_metadata or {}
+        owners = dict(meta.get("authorizing_integration_owners") or {}) or None
         return self._start(
-            IX_COMPONENT, data, ch, name=str(data["custom_id"]), message=msg, describe=describe
+            IX_COMPONENT,
+            data,
+            ch,
+            name=str(data["custom_id"]),
+            message=msg,
+            describe=describe,
+            owners=owners,
         )
 
     def _commands_in(self, channel: ChannelRecord) -> list[dict[str, Any]]:
-        """What the client offers in `channel`: the guild's commands, then global ones whose
-        contexts allow it (in a DM only global commands allowed in BOT_DM)."""
+        """What the client offers in `channel`: the guild's commands (where the bot is), then
+        global ones whose installation and contexts allow it (see _offer)."""
         state = self.fake.state
+        guild_cmds: list[dict[str, Any]] = []
+        if channel.guild_id is not None and state.guild(channel.guild_id).bot_member:
+            guild_cmds = state.guild_commands.get(channel.guild_id, [])
+        return [c for c in [*guild_cmds, *state.global_commands] if self._offer(c, channel)]
+
+    def _offer(self, cmd: Mapping[str, Any], channel: ChannelRecord) -> dict[str, str] | None:
+        """The installations that authorize `cmd` for this user in `channel` (Discord's
+        authorizing_integration_owners: "0" a guild install, with the guild's id or "0" in
+        the bot's DM; "1" the user's own install), or None if the client does not offer it.
+
+        A guild install reaches the guilds the bot is in and the bot's DM; a user install
+        (fake.install_app) reaches every guild, the bot's DM and group DMs, for commands whose
+        integration_types include 1. `contexts` (else dm_permission) narrows where."""
+        state = self.fake.state
+        installs = cmd.get("integration_types")
+        installs = [INSTALL_GUILD] if installs is None else list(installs)
+        mine = self.id in state.user_installs and INSTALL_USER in installs
+        contexts = cmd.get("contexts")
+        owners: dict[str, str] = {}
+        if cmd.get("guild_id"):  # a guild command: that guild, with the bot, only
+            gid = channel.guild_id
+            ok = gid is not None and int(cmd["guild_id"]) == gid and state.guild(gid).bot_member
+            return {"0": str(gid)} if ok else None
+        if channel.is_group_dm:
+            if not mine or (contexts is not None and CTX_PRIVATE_CHANNEL not in contexts):
+                return None
+            return {"1": str(self.id)}
         if channel.is_dm:
-            return [c for c in state.global_commands if _usable_in(c, CTX_BOT_DM)]
-        guild = state.guild_commands.get(channel.guild_id or 0, [])
-        return guild + [c for c in state.global_commands if _usable_in(c, CTX_GUILD)]
+            allowed = (
+                CTX_BOT_DM in contexts
+                if contexts is not None
+                else cmd.get("dm_permission") is not False
+            )
+            if not allowed:
+                return None
+            if INSTALL_GUILD in installs:
+                owners["0"] = "0"
+        else:
+            if contexts is not None and CTX_GUILD not in contexts:
+                return None
+            guild = state.guild(channel.guild_id)
+            if guild.bot_member and INSTALL_GUILD in installs:
+                owners["0"] = str(guild.id)
+        if mine:
+            owners["1"] = str(self.id)
+        return owners or None
 
     def _find_command(self, name: str, ctype: int, channel: ChannelRecord) -> dict[str, Any]:
         offered = self._commands_in(channel)
@@ -545,14 +611,17 @@ class FakeUser:
         if elsewhere:
             raise AssertionError(
                 f"the {kind} {name!r} is not available in {_where(channel)} "
-                f"(another guild's command, or its contexts/dm_permission exclude it); there: {have}"
+                "(another guild's command, its contexts/dm_permission exclude it, or the app "
+                f"is not installed there: fake.install_app(user)); there: {have}"
             )
         raise AssertionError(f"the bot has not synced a {kind} named {name!r}; synced: {have}")
 
     def _check_permission(self, cmd: Mapping[str, Any], channel: ChannelRecord) -> None:
         needed = cmd.get("default_member_permissions")
-        if needed in (None, "") or channel.is_dm:  # member permissions do not apply in DMs
+        if needed in (None, "") or channel.is_private:  # member permissions: not in DMs
             return
+        if "0" not in (self._offer(cmd, channel) or {}):
+            return  # a user install in a guild without the bot: the guild sets nothing
         need = int(needed)
         if self.fake.state.permissions(self.id, channel.guild_id) & need != need:
             raise AssertionError(
@@ -818,7 +887,8 @@ class FakeUser:
             "guild_locale": "en-US",
             "channel": channel_payload,
             "member": state.member_payload(self.id, permissions=True, guild_id=gid),
-            "app_permissions": str(state.permissions(state.bot_user.id, gid)),
+            # the bot's role there; in a guild without the bot, @everyone's plus attach/embed
+            "app_permissions": str(state.bot_channel_permissions(channel)),
             "authorizing_integration_owners": {"0": str(gid)},
             "context": CTX_GUILD,
             "attachment_size_limit": fake.upload_limit_in(channel),
@@ -836,6 +906,19 @@ class FakeUser:
             "attachment_size_limit": DEFAULT_UPLOAD_LIMIT,
         }
 
+    def _private_payload(self, channel: ChannelRecord) -> dict[str, Any]:
+        """The fields of an interaction in a group DM (context 2, only through a user
+        install): `user`, no guild, the group DM as `channel`, the few app_permissions an
+        interaction response has there."""
+        return {
+            "channel": channel.payload(),
+            "user": self.record.payload(),
+            "app_permissions": str(PRIVATE_CHANNEL_APP_PERMS),
+            "authorizing_integration_owners": {"1": str(self.id)},
+            "context": CTX_PRIVATE_CHANNEL,
+            "attachment_size_limit": DEFAULT_UPLOAD_LIMIT,
+        }
+
     def _start(
         self,
         itype: int,
@@ -846,11 +929,21 @@ class FakeUser:
         describe: str,
         message: MessageRecord | None = None,
         parent: InteractionRecord | None = None,
+        owners: dict[str, str] | None = None,
     ) -> FakeInteraction:
         fake, state = self.fake, self.fake.state
         ix_id = state.ids.next()
         token = "aW50ZXJhY3Rpb246" + secrets.token_urlsafe(96)
-        payload = self._dm_payload(channel) if channel.is_dm else self._guild_payload(channel)
+        if channel.is_group_dm:
+            payload = self._private_payload(channel)
+        elif channel.is_dm:
+            payload = self._dm_payload(channel)
+        else:
+            payload = self._guild_payload(channel)
+        if owners:
+            payload["authorizing_integration_owners"] = dict(owners)
+        elif channel.guild_id is not None and not state.guild(channel.guild_id).bot_member:
+            payload["authorizing_integration_owners"] = {"1": str(self.id)}
         payload.update(
             id=str(ix_id),
             application_id=str(fake.application_id),
@@ -883,19 +976,9 @@ class FakeUser:
         return FakeInteraction(fake, record)
 
 
-def _usable_in(cmd: Mapping[str, Any], context: int) -> bool:
-    """Whether a global command is offered in an interaction context (the app is installed to
-    guilds only: a command whose integration_types leave out GUILD_INSTALL is never offered)."""
-    installs = cmd.get("integration_types")
-    if installs is not None and INSTALL_GUILD not in installs:
-        return False
-    contexts = cmd.get("contexts")
-    if contexts is not None:
-        return context in contexts
-    return context != CTX_BOT_DM or cmd.get("dm_permission") is not False
-
-
 def _where(ch: ChannelRecord) -> str:
+    if ch.is_group_dm:
+        return "the group DM of " + ", ".join(u.username for u in ch.recipients)
     if ch.is_dm:
         return "the DM with " + ", ".join(u.username for u in ch.recipients)
     return f"#{ch.name}"

@@ -323,7 +323,7 @@ class Gateway:
         return out
 
     def owned_guilds(self, session: GatewaySession) -> list[int]:
-        return [g for g in self.state.guilds if session.owns(g)]
+        return [g for g in self.state.bot_guilds() if session.owns(g)]
 
     def guild_joined(self, guild_id: int) -> None:
         """The bot was added to a guild: GUILD_CREATE to the shard owning it."""

@@ -47,6 +47,8 @@ NONCE_MAX_LENGTH = 25
 NONCE_WINDOW_S = 180.0
 ACK_DEADLINE_S = 3.0
 TOKEN_LIFETIME_S = 15 * 60
+# Followups an interaction authorized only by a user install may create (Discord, 2024).
+USER_INSTALL_FOLLOWUPS = 5
 
 # Message flags and component types the checks need.
 FLAG_SUPPRESS_EMBEDS = 1 << 2
@@ -143,6 +145,12 @@ def missing_permissions() -> DiscordError:
 
 def missing_access() -> DiscordError:
     return DiscordError(403, 50001, "Missing Access")
+
+
+def too_many_followups() -> DiscordError:
+    return DiscordError(
+        400, 40094, "This interaction has hit the maximum number of follow up messages"
+    )
 
 
 def not_author() -> DiscordError:

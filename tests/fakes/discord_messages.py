@@ -24,6 +24,7 @@ from tests.fakes.discord_limits import (
     check_message,
     empty_message,
     form_error,
+    missing_access,
     unknown_channel,
     unknown_message,
     walk_components,
@@ -50,13 +51,22 @@ class MessageBuilder:
 
     # -- look-ups ------------------------------------------------------------------------
     def channel(self, channel_id: str | int) -> ChannelRecord:
+        """Any channel (interaction responses reach places the bot itself cannot)."""
         ch = self.fake.state.channels.get(int(channel_id))
         if ch is None:
             raise unknown_channel()
         return ch
 
+    def bot_channel(self, channel_id: str | int) -> ChannelRecord:
+        """A channel the bot's own REST calls may use: 403 50001 where it is not a member (a
+        group DM, a guild without it, a private thread it was not added to)."""
+        ch = self.channel(channel_id)
+        if not self.fake.state.bot_can_view(ch):
+            raise missing_access()
+        return ch
+
     def channel_message(self, channel_id: str, message_id: str) -> MessageRecord:
-        self.channel(channel_id)
+        self.bot_channel(channel_id)
         msg = self.fake.state.messages.get(int(message_id))
         if (
             msg is None

@@ -1,7 +1,10 @@
 """REST handlers: channels and their messages (get/edit a channel, list/create/get/edit/delete
 messages, replies, the bot's own reactions, typing), in guild channels, threads and DMs. In a DM
 the bot cannot post once the user closed their DMs (403 50007) and cannot delete the user's
-messages or edit the channel (403 50003). A `nonce` is echoed back; with `enforce_nonce` a
+messages or edit the channel (403 50003). Where the bot is not a member (group DMs, guilds
+without it, private threads it was not added to) every call is 403 50001; in a guild channel a
+message needs Send Messages (Send Messages in Threads in a thread) and files Attach Files,
+else 403 50013. A `nonce` is echoed back; with `enforce_nonce` a
 repeat of the author's nonce in the channel within NONCE_WINDOW_S returns the message already
 created (404 10008 if it was deleted meanwhile) instead of posting it twice."""
 
@@ -24,7 +27,15 @@ from tests.fakes.discord_limits import (
     not_author,
     unknown_message,
 )
-from tests.fakes.discord_state import MT_DEFAULT, MT_REPLY, P_MANAGE_MESSAGES, MessageRecord
+from tests.fakes.discord_state import (
+    MT_DEFAULT,
+    MT_REPLY,
+    P_ATTACH_FILES,
+    P_MANAGE_MESSAGES,
+    P_SEND_IN_THREADS,
+    P_SEND_MESSAGES,
+    MessageRecord,
+)
 
 if TYPE_CHECKING:
     from tests.fakes.discord_server import FakeDiscord
@@ -63,10 +74,10 @@ class ChannelRoutes:
         ]
 
     async def get_channel(self, req: Req) -> tuple[int, Any]:
-        return 200, self.fake.builder.channel(req.params["channel_id"]).payload()
+        return 200, self.fake.builder.bot_channel(req.params["channel_id"]).payload()
 
     async def edit_channel(self, req: Req) -> tuple[int, Any]:
-        ch = self.fake.builder.channel(req.params["channel_id"])
+        ch = self.fake.builder.bot_channel(req.params["channel_id"])
         if ch.is_dm:
             raise dm_action()
         if not ch.is_thread:
@@ -85,7 +96,7 @@ class ChannelRoutes:
 
     async def list_messages(self, req: Req) -> tuple[int, Any]:
         state = self.fake.state
-        ch = self.fake.builder.channel(req.params["channel_id"])
+        ch = self.fake.builder.bot_channel(req.params["channel_id"])
         limit = max(1, min(100, int(req.query.get("limit", "50"))))
         msgs = state.history(ch.id)
         if "before" in req.query:
@@ -102,7 +113,7 @@ class ChannelRoutes:
 
     async def create_message(self, req: Req) -> tuple[int, Any]:
         fake = self.fake
-        ch = fake.builder.channel(req.params["channel_id"])
+        ch = fake.builder.bot_channel(req.params["channel_id"])
         data = req.body
         nonce = data.get("nonce")
         if nonce is not None and data.get("enforce_nonce"):
@@ -114,6 +125,11 @@ class ChannelRoutes:
                 return 200, fake.state.message_payload(earlier, nonce=True)
         if ch.is_dm and not all(fake.state.accepts_dms(u) for u in ch.recipients):
             raise cannot_message_user()
+        if ch.guild_id is not None:
+            perms = fake.state.bot_channel_permissions(ch)
+            needed = P_SEND_IN_THREADS if ch.is_thread else P_SEND_MESSAGES
+            if not perms & needed or (req.files and not perms & P_ATTACH_FILES):
+                raise missing_permissions()
         fields: dict[str, Any] = {}
         msg_type = MT_DEFAULT
         ref = data.get("message_reference")
@@ -210,5 +226,5 @@ class ChannelRoutes:
         return 204, None
 
     async def no_content(self, req: Req) -> tuple[int, Any]:
-        self.fake.builder.channel(req.params["channel_id"])
+        self.fake.builder.bot_channel(req.params["channel_id"])
         return 204, None

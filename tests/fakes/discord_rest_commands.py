@@ -40,7 +40,7 @@ class CommandRoutes:
         fake = self.fake
         if int(req.params["app_id"]) != fake.application_id:
             raise DiscordError(403, 50001, "Missing Access")
-        if "guild_id" in req.params and int(req.params["guild_id"]) not in fake.state.guilds:
+        if "guild_id" in req.params and int(req.params["guild_id"]) not in fake.state.bot_guilds():
             raise DiscordError(403, 50001, "Missing Access")
 
     async def get_commands(self, req: Req) -> tuple[int, Any]:

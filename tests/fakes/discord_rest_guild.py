@@ -1,12 +1,13 @@
 """REST handlers: guilds (guild, channels, roles, active threads, one member) for every guild
-the bot is in; 404 10004 for any other guild, 10007 for a user who is not a member."""
+the bot is in; 403 50001 for a guild it is not in, 404 10004 for an unknown one, 10007 for a
+user who is not a member."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from tests.fakes.discord_http import GUILD, Req, RouteSpec
-from tests.fakes.discord_limits import DiscordError
+from tests.fakes.discord_limits import DiscordError, missing_access
 from tests.fakes.discord_state import GuildRecord
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class GuildRoutes:
         guild = self.fake.state.guilds.get(int(req.params["guild_id"]))
         if guild is None:
             raise DiscordError(404, 10004, "Unknown Guild")
+        if not guild.bot_member:
+            raise missing_access()
         return guild
 
     async def guild(self, req: Req) -> tuple[int, Any]:
@@ -48,7 +51,8 @@ class GuildRoutes:
 
     async def active_threads(self, req: Req) -> tuple[int, Any]:
         guild = self._guild(req)
-        threads = [t for t in self.fake.state.threads(guild.id) if not t.archived]
+        state = self.fake.state
+        threads = [t for t in state.threads(guild.id) if not t.archived and state.bot_can_view(t)]
         return 200, {"threads": [t.payload() for t in threads], "members": []}
 
     async def member(self, req: Req) -> tuple[int, Any]:

@@ -1,8 +1,10 @@
 """REST handlers: answering interactions. The callback (`/interactions/{id}/{token}/callback`:
 the 3 s deadline, one response, response types that fit the interaction, the
 `?with_response=true` body) and the interaction webhook (followups, `@original` and followup
-get/edit/delete, 15-minute tokens, a "thinking" defer filled by the first followup), plus the
-interaction metadata every such message carries."""
+get/edit/delete, 15-minute tokens, a "thinking" defer filled by the first followup; an
+interaction only a user install authorized gets at most 5 followups, then 400 40094), plus the
+interaction metadata every such message carries. Responses reach places the bot itself cannot
+(group DMs, guilds without it): that is how a user-installed app answers there."""
 
 from __future__ import annotations
 
@@ -13,12 +15,14 @@ from tests.fakes.discord_http import APP, TOKEN, Req, RouteSpec, UploadedFile
 from tests.fakes.discord_limits import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
+    USER_INSTALL_FOLLOWUPS,
     already_acknowledged,
     check_choices,
     check_message,
     check_modal,
     form_error,
     invalid_webhook_token,
+    too_many_followups,
     unknown_interaction,
     unknown_message,
     unknown_webhook,
@@ -278,6 +282,11 @@ class InteractionRoutes:
         fake = self.fake
         ix = self._webhook_interaction(req)
         data = req.body
+        owners = ix.payload.get("authorizing_integration_owners") or {}
+        if "0" not in owners and ix.followups_created >= USER_INSTALL_FOLLOWUPS:
+            # Discord: user-installed apps may create at most 5 followups per interaction.
+            raise too_many_followups()
+        ix.followups_created += 1
         if ix.deferred_pending and ix.original_id is not None:
             # The first followup after a "thinking" defer replaces the loading message.
             msg = fake.state.messages[ix.original_id]

@@ -28,6 +28,7 @@ from tests.fakes.discord_dispatch import MessageEvents
 from tests.fakes.discord_gateway import (
     I_GUILD_MEMBERS,
     I_GUILD_PRESENCES,
+    I_GUILDS,
     I_MESSAGE_CONTENT,
     Gateway,
     shard_for,
@@ -188,7 +189,7 @@ class FakeDiscord(Waiting):
     @property
     def guild_ids(self) -> list[int]:
         """Every guild the bot is in, the default one first."""
-        return list(self.state.guilds)
+        return self.state.bot_guilds()
 
     @staticmethod
     def shard_for(guild_id: int | None, shard_count: int) -> int:
@@ -286,12 +287,17 @@ class FakeDiscord(Waiting):
         owner: str | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         on_shard: tuple[int, int] | None = None,
+        bot: bool = True,
     ) -> int:
         """Put the bot in another guild and return its id: text `channels`, `members` by name
         (new names become users; existing users such as "alice" are shared), extra `roles`
         (name -> permission bits) given to members by `member_roles`, an `owner` (default: the
         first member). `on_shard=(shard_id, shard_count)` picks an id that the sharding formula
-        sends to that shard. A connected bot gets GUILD_CREATE (discord.py: on_guild_join)."""
+        sends to that shard. A connected bot gets GUILD_CREATE (discord.py: on_guild_join).
+
+        `bot=False` makes a guild the bot is NOT in: no GUILD_CREATE, its channels answer the
+        bot 403 50001, their messages never reach the gateway; members who installed the app
+        (install_app) still use its user-install commands there (context 0)."""
         gid = None
         if on_shard is not None:
             shard_id, count = on_shard
@@ -305,11 +311,93 @@ class FakeDiscord(Waiting):
             member_roles=member_roles,
             owner=owner,
             upload_limit=upload_limit,
+            bot=bot,
         )
-        self._log(f"TEST add_guild({name!r}) id={guild.id}")
-        self.gateway.guild_joined(guild.id)
+        self._log(f"TEST add_guild({name!r}, bot={bot}) id={guild.id}")
+        if bot:
+            self.gateway.guild_joined(guild.id)
         self._notify()
         return guild.id
+
+    # -- places without the bot, private threads, user installs ---------------------------
+    def install_app(self, user: FakeUser | UserRecord | str | int) -> None:
+        """The user installs the app to their account (user install): its commands whose
+        integration_types include 1 are offered to them in every server, their DM with the
+        bot and their group DMs (where the contexts allow)."""
+        record = self._user_record(user)
+        self.state.user_installs.add(record.id)
+        self._log(f"TEST install_app({record.username})")
+
+    def uninstall_app(self, user: FakeUser | UserRecord | str | int) -> None:
+        record = self._user_record(user)
+        self.state.user_installs.discard(record.id)
+        self._log(f"TEST uninstall_app({record.username})")
+
+    def add_group_dm(
+        self, *members: str, name: str | None = None, owner: str | None = None
+    ) -> int:
+        """A group DM (type 3) of these users; returns its id. The bot is never in it: the
+        bot's REST calls there get 403 50001 and its messages never reach the gateway; users
+        who installed the app use its commands there (context 2)."""
+        ch = self.state.add_group_dm(members, name=name, owner=owner)
+        self._log(f"TEST add_group_dm({', '.join(members)}) id={ch.id}")
+        return ch.id
+
+    def add_private_thread(
+        self,
+        parent: int | str,
+        name: str = "private",
+        *,
+        owner: str,
+        members: Iterable[str] = (),
+        bot: bool = False,
+    ) -> int:
+        """A private thread (type 12) a user started in `parent`; returns its id. Only its
+        members see it; the bot only if `bot` (a member) or with Manage Threads: otherwise
+        its REST calls there get 403 50001 and the thread's messages never reach it."""
+        state = self.state
+        thread = state.add_private_thread(
+            state.channel_by_ref(parent),
+            name,
+            owner=state.user_by_name(owner),
+            members=[state.user_by_name(m) for m in members],
+        )
+        if bot:
+            thread.member_ids.add(self.bot_user.id)
+        if state.bot_can_view(thread):
+            self.gateway.dispatch(
+                "THREAD_CREATE", {**thread.payload(), "newly_created": True}, intent=I_GUILDS
+            )
+        self._log(f"TEST add_private_thread({name!r}, bot={bot}) id={thread.id}")
+        self._notify()
+        return thread.id
+
+    def add_thread_member(self, thread: int, user: str) -> None:
+        """A member adds `user` (or "Nano Banana", the bot) to a thread."""
+        ch = self.state.channels[int(thread)]
+        record = self.state.user_by_name(user)
+        was_visible = self.state.bot_can_view(ch)
+        ch.member_ids.add(record.id)
+        if record.id == self.bot_user.id and not was_visible:
+            self.gateway.dispatch(
+                "THREAD_CREATE", {**ch.payload(), "newly_created": False}, intent=I_GUILDS
+            )
+        self._log(f"TEST add_thread_member({ch.name!r}, {user})")
+        self._notify()
+
+    def set_private_threads_allowed(self, allowed: bool) -> None:
+        """The bot's Create Private Threads right (off: private thread create -> 403 50013)."""
+        self.state.private_threads_allowed = allowed
+
+    def set_bot_permissions(self, permissions: int, *, guild_id: int | None = None) -> None:
+        """Replace the bot's role permissions in a guild (GUILD_ROLE_UPDATE tells the bot)."""
+        guild = self.state.guild(guild_id)
+        role = guild.roles[guild.bot_role_id]
+        role.permissions = permissions
+        self.gateway.dispatch(
+            "GUILD_ROLE_UPDATE", {"guild_id": str(guild.id), "role": role.payload()}, intent=I_GUILDS
+        )
+        self._notify()
 
     def set_thread_creation_allowed(self, allowed: bool) -> None:
         self.state.thread_creation_allowed = allowed

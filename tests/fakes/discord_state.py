@@ -1,6 +1,6 @@
-"""The fake Discord's world: guilds (one by default, more with add_guild), their channels,
-roles and members, DMs, messages, threads and commands, plus the JSON payloads Discord would
-send for each of them.
+"""The fake Discord's world: guilds (one by default, more with add_guild; some without the
+bot, for user-installed apps), their channels, roles and members, DMs, group DMs, messages,
+public and private threads and commands, plus the JSON payloads Discord would send for each.
 
 Nothing here does I/O; the server (``discord_server``) mutates this state and the driver
 (``discord_driver``) reads it.
@@ -48,6 +48,7 @@ P_CHANGE_NICKNAME = 1 << 26
 P_USE_APP_COMMANDS = 1 << 31
 P_MANAGE_THREADS = 1 << 34
 P_CREATE_PUBLIC_THREADS = 1 << 35
+P_CREATE_PRIVATE_THREADS = 1 << 36
 P_SEND_IN_THREADS = 1 << 38
 P_ALL = (1 << 53) - 1
 
@@ -65,7 +66,7 @@ EVERYONE_PERMS = (
     | P_CREATE_PUBLIC_THREADS
     | P_SEND_IN_THREADS
 )
-BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS
+BOT_ROLE_PERMS = EVERYONE_PERMS | P_MANAGE_THREADS | P_CREATE_PRIVATE_THREADS
 # What the bot may do in a DM with a user (app_permissions of a bot-DM interaction): Discord
 # documents ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE | USE_EXTERNAL_EMOJIS on top of the
 # plain text-channel rights; no thread or moderation rights exist in a DM.
@@ -81,9 +82,19 @@ DM_PERMS = (
     | P_USE_APP_COMMANDS
 )
 
+# What an app may do through an interaction where its bot is not (user-installed: group DMs,
+# DMs between users): Discord documents ATTACH_FILES | EMBED_LINKS | MENTION_EVERYONE.
+PRIVATE_CHANNEL_APP_PERMS = P_ATTACH_FILES | P_EMBED_LINKS | P_MENTION_EVERYONE
+# In a server the bot is not in, app_permissions are @everyone's there plus these two (which
+# interaction responses always have).
+USER_INSTALL_APP_EXTRA = P_ATTACH_FILES | P_EMBED_LINKS
+# Without being able to see a private thread, the bot's rights there lose these.
+SEE_AND_SEND = P_VIEW_CHANNEL | P_SEND_MESSAGES | P_SEND_IN_THREADS | P_READ_HISTORY
+
 # Channel types.
 CH_TEXT = 0
 CH_DM = 1
+CH_GROUP_DM = 3
 CH_PUBLIC_THREAD = 11
 CH_PRIVATE_THREAD = 12
 THREAD_TYPES = (CH_PUBLIC_THREAD, CH_PRIVATE_THREAD, 10)
@@ -271,8 +282,9 @@ class MemberRecord:
 
 @dataclass
 class GuildRecord:
-    """A guild the bot is in: roles (the @everyone role's id is the guild's), members, owner and
-    boost level. Its channels live in DiscordState.channels with this guild_id."""
+    """A guild: roles (the @everyone role's id is the guild's), members, owner and boost level.
+    Its channels live in DiscordState.channels with this guild_id. `bot_member` False: a guild
+    the bot is not in (its members may still use the app installed to their account)."""
 
     id: int
     name: str
@@ -283,6 +295,7 @@ class GuildRecord:
     bot_role_id: int = 0
     upload_limit: int = DEFAULT_UPLOAD_LIMIT
     system_channel_id: int | None = None
+    bot_member: bool = True
 
     @property
     def premium_tier(self) -> int:
@@ -293,7 +306,8 @@ class GuildRecord:
 
 @dataclass
 class ChannelRecord:
-    """A text channel, a thread (it has a parent_id) or a DM with one user (type 1, no guild)."""
+    """A text channel, a thread (it has a parent_id; type 12 is private: members only), a DM
+    with one user (type 1, no guild) or a group DM of users (type 3, no guild, never the bot)."""
 
     id: int
     name: str
@@ -310,17 +324,42 @@ class ChannelRecord:
     message_count: int = 0
     member_ids: set[int] = field(default_factory=set)
     from_message_id: int | None = None
-    recipients: list[UserRecord] = field(default_factory=list)  # a DM's other user
+    invitable: bool = True  # a private thread's members may add others
+    recipients: list[UserRecord] = field(default_factory=list)  # a DM's other user(s)
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
 
     @property
+    def is_private_thread(self) -> bool:
+        return self.type == CH_PRIVATE_THREAD
+
+    @property
     def is_dm(self) -> bool:
         return self.type == CH_DM
 
+    @property
+    def is_group_dm(self) -> bool:
+        return self.type == CH_GROUP_DM
+
+    @property
+    def is_private(self) -> bool:
+        """A DM or a group DM: no guild."""
+        return self.type in (CH_DM, CH_GROUP_DM)
+
     def payload(self) -> dict[str, Any]:
+        if self.is_group_dm:
+            return {
+                "id": str(self.id),
+                "type": CH_GROUP_DM,
+                "last_message_id": str(self.last_message_id) if self.last_message_id else None,
+                "flags": 0,
+                "recipients": [u.payload() for u in self.recipients],
+                "name": self.name or None,
+                "icon": None,
+                "owner_id": str(self.owner_id),
+            }
         if self.is_dm:
             return {
                 "id": str(self.id),
@@ -361,7 +400,7 @@ class ChannelRecord:
                 "archive_timestamp": iso(self.created_at),
                 "locked": self.locked,
                 "create_timestamp": iso(self.created_at),
-                **({"invitable": True} if self.type == CH_PRIVATE_THREAD else {}),
+                **({"invitable": self.invitable} if self.type == CH_PRIVATE_THREAD else {}),
             },
         )
         return base
@@ -544,6 +583,7 @@ class InteractionRecord:
     fail_reason: str = ""
     original_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    followups_created: int = 0  # followup webhook calls that created or filled a message
     modal: dict[str, Any] | None = None
     choices: list[dict[str, Any]] | None = None
     deferred_pending: bool = False  # type-5 defer whose loading message awaits its content
@@ -579,10 +619,12 @@ class DiscordState:
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.attachments: dict[int, AttachmentRecord] = {}
         self.thread_creation_allowed = True
+        self.private_threads_allowed = True  # the bot's CREATE_PRIVATE_THREADS
         # (channel id, author id, str(nonce)) -> (message id, fake-clock time it was created)
         self.nonces: dict[tuple[int, int, str], tuple[int, float]] = {}
         self.dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self.closed_dms: set[int] = set()  # users who do not accept DMs from the bot
+        self.user_installs: set[int] = set()  # users who installed the app to their account
         self._position = itertools.count()
         default = self.add_guild(
             self.guild_name,
@@ -610,30 +652,34 @@ class DiscordState:
         member_roles: Mapping[str, Iterable[str]] | None = None,
         owner: str | None = None,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        bot: bool = True,
     ) -> GuildRecord:
         """A guild with the bot in it: @everyone (ordinary member rights), the extra `roles`
         (name -> permission bits), the bot's managed role, text `channels` and `members` (by
         name; unknown names become new users). `owner` (default: the first member) has every
-        permission."""
+        permission. `bot=False`: a guild without the bot (no bot role or member)."""
         gid = guild_id if guild_id is not None else self.ids.next()
-        guild = GuildRecord(gid, name, time.time(), upload_limit=upload_limit)
+        guild = GuildRecord(gid, name, time.time(), upload_limit=upload_limit, bot_member=bot)
         guild.roles[gid] = RoleRecord(gid, "@everyone", EVERYONE_PERMS, 0)
         by_name: dict[str, int] = {}
         for pos, (role_name, perms) in enumerate((roles or {}).items(), start=2):
             role = RoleRecord(self.ids.next(), role_name, perms, pos)
             guild.roles[role.id] = role
             by_name[role_name] = role.id
-        bot_role = RoleRecord(
-            self.ids.next(),
-            self.bot_user.username,
-            BOT_ROLE_PERMS,
-            1,
-            managed=True,
-            bot_id=self.bot_user.id,
-        )
-        guild.roles[bot_role.id] = bot_role
-        guild.bot_role_id = bot_role.id
-        guild.members[self.bot_user.id] = MemberRecord(self.bot_user, [bot_role.id], guild.created)
+        if bot:
+            bot_role = RoleRecord(
+                self.ids.next(),
+                self.bot_user.username,
+                BOT_ROLE_PERMS,
+                1,
+                managed=True,
+                bot_id=self.bot_user.id,
+            )
+            guild.roles[bot_role.id] = bot_role
+            guild.bot_role_id = bot_role.id
+            guild.members[self.bot_user.id] = MemberRecord(
+                self.bot_user, [bot_role.id], guild.created
+            )
         names = list(members)
         for member_name in names:
             user = self._user_named(member_name)
@@ -717,6 +763,99 @@ class DiscordState:
         """Whether the bot may post in its DM with `user` (not a bot, DMs not closed)."""
         return not user.bot and user.id not in self.closed_dms
 
+    def bot_guilds(self) -> list[int]:
+        """The guilds the bot is a member of (the default one first)."""
+        return [gid for gid, g in self.guilds.items() if g.bot_member]
+
+    def add_group_dm(
+        self, members: Iterable[str], *, name: str | None = None, owner: str | None = None
+    ) -> ChannelRecord:
+        """A group DM of these users (by name; new names become users). The bot is never in
+        one: only an app installed to a member's account works there, through interactions."""
+        users = [self._user_named(n) for n in members]
+        if len(users) < 2:
+            raise ValueError("a group DM has at least two users")
+        owner_user = self.user_by_name(owner) if owner else users[0]
+        ch = ChannelRecord(
+            self.ids.next(),
+            name or "",
+            CH_GROUP_DM,
+            None,
+            owner_id=owner_user.id,
+            recipients=users,
+            member_ids={u.id for u in users},
+        )
+        self.channels[ch.id] = ch
+        self.channel_log[ch.id] = []
+        return ch
+
+    def add_private_thread(
+        self,
+        parent: ChannelRecord,
+        name: str,
+        *,
+        owner: UserRecord,
+        members: Iterable[UserRecord] = (),
+    ) -> ChannelRecord:
+        """A private thread (type 12) started by a user, without a starter message."""
+        if parent.guild_id is None or parent.is_thread:
+            raise ValueError("a private thread needs a guild text channel as its parent")
+        thread = ChannelRecord(
+            id=self.ids.next(),
+            name=name,
+            type=CH_PRIVATE_THREAD,
+            guild_id=parent.guild_id,
+            parent_id=parent.id,
+            owner_id=owner.id,
+            member_ids={owner.id, *(m.id for m in members)},
+        )
+        self.channels[thread.id] = thread
+        self.channel_log[thread.id] = []
+        return thread
+
+    def bot_can_view(self, channel: ChannelRecord) -> bool:
+        """Whether the bot can see (read, post in) a channel: its own DMs; channels of guilds it
+        is in; private threads only as a member (or with Manage Threads). Never a group DM."""
+        if channel.is_group_dm:
+            return False
+        if channel.is_dm:
+            return True  # the fake's DMs are all with the bot
+        guild = self.guilds.get(channel.guild_id or 0)
+        if guild is None or not guild.bot_member:
+            return False
+        if channel.is_private_thread and self.bot_user.id not in channel.member_ids:
+            return bool(self.permissions(self.bot_user.id, guild.id) & P_MANAGE_THREADS)
+        return True
+
+    def user_can_view(self, user: UserRecord, channel: ChannelRecord) -> bool:
+        """Whether a user sees a channel: DMs and group DMs they are in, channels of their
+        guilds, private threads they are a member of (or moderate)."""
+        if channel.is_private:
+            return user in channel.recipients
+        guild = self.guilds.get(channel.guild_id or 0)
+        if guild is None or user.id not in guild.members:
+            return False
+        if channel.is_private_thread and user.id not in channel.member_ids:
+            return bool(self.permissions(user.id, guild.id) & P_MANAGE_THREADS)
+        return True
+
+    def bot_channel_permissions(self, channel: ChannelRecord) -> int:
+        """The bot's rights where an interaction came from (its app_permissions): in its own
+        guilds its role's (a private thread it cannot see leaves it no right to see or post
+        there); in a guild without it, @everyone's plus attach/embed; in group DMs the few
+        an interaction response has."""
+        if channel.is_group_dm:
+            return PRIVATE_CHANNEL_APP_PERMS
+        if channel.is_dm:
+            return DM_PERMS
+        guild = self.guild(channel.guild_id)
+        if not guild.bot_member:
+            return guild.roles[guild.id].permissions | USER_INSTALL_APP_EXTRA
+        perms = self.permissions(self.bot_user.id, guild.id)
+        if not self.bot_can_view(channel):
+            perms &= ~SEE_AND_SEND
+        return perms
+
     def threads(self, guild_id: int | None = None) -> list[ChannelRecord]:
         """Threads of one guild, or (None) of every guild."""
         return [
@@ -735,7 +874,9 @@ class DiscordState:
         for role_id in member.role_ids if member else []:
             perms |= guild.roles[role_id].permissions
         if user_id == self.bot_user.id and not self.thread_creation_allowed:
-            perms &= ~P_CREATE_PUBLIC_THREADS
+            perms &= ~(P_CREATE_PUBLIC_THREADS | P_CREATE_PRIVATE_THREADS)
+        if user_id == self.bot_user.id and not self.private_threads_allowed:
+            perms &= ~P_CREATE_PRIVATE_THREADS
         if perms & P_ADMINISTRATOR:
             return P_ALL
         return perms
@@ -791,7 +932,8 @@ class DiscordState:
             if channel.is_thread:
                 msg.position = channel.message_count
                 channel.message_count += 1
-                channel.member_ids.add(msg.author.id)
+                if msg.webhook_id is None:  # an interaction response joins nobody
+                    channel.member_ids.add(msg.author.id)
 
     def history(self, channel_id: int, *, include_deleted: bool = False) -> list[MessageRecord]:
         out = [self.messages[m] for m in self.channel_log.get(channel_id, [])]
@@ -947,7 +1089,11 @@ class DiscordState:
             member_count=len(guild.members),
             members=[self.member_payload(uid, guild_id=guild.id) for uid in member_ids],
             channels=[c.payload() for c in self.text_channels(guild.id)],
-            threads=[t.payload() for t in self.threads(guild.id) if not t.archived],
+            threads=[
+                t.payload()
+                for t in self.threads(guild.id)
+                if not t.archived and self.bot_can_view(t)
+            ],
             presences=[],
             voice_states=[],
             stage_instances=[],
@@ -975,12 +1121,13 @@ class DiscordState:
             "team": None,
             "flags": APPLICATION_FLAGS,
             "bot": self.bot_user.payload(),
-            "approximate_guild_count": len(self.guilds),
+            "approximate_guild_count": len(self.bot_guilds()),
             "redirect_uris": [],
             "interactions_endpoint_url": None,
             "tags": [],
             "install_params": None,
-            "integration_types_config": {"0": {}},
+            # installable to servers (0) and to users' accounts (1)
+            "integration_types_config": {"0": {}, "1": {}},
         }
 
 

@@ -282,6 +282,22 @@ class GenerationsMixin(ImagesMixin):
             found = await load_generations(tx, rows)
         return found[0] if found else None
 
+    async def latest_result_in_channel(
+        self, channel_id: int, *, user_id: int | None = None
+    ) -> GenerationRow | None:
+        """The finished generation whose message was posted last in a channel (a DM's
+        conversation: what a plain message there refines), optionally only `user_id`'s."""
+        m = generation_messages
+        query = _SELECT.join(m, m.c.generation_id == g.c.id).where(
+            m.c.channel_id == channel_id, g.c.status == "done"
+        )
+        if user_id is not None:
+            query = query.where(g.c.user_id == user_id)
+        async with self._db.reading() as tx:
+            rows = await tx.all(query.order_by(m.c.message_id.desc()).limit(1))
+            found = await load_generations(tx, rows)
+        return found[0] if found else None
+
     async def recent_generations(self, user_id: int, limit: int = 10) -> list[GenerationRow]:
         """The user's latest generations, newest first."""
         async with self._db.reading() as tx:
