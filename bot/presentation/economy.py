@@ -17,8 +17,6 @@ from bot.presentation.targets import (
     _direct_message,
     _new_message,
     _partial_message,
-    _rewind,
-    token_gone,
 )
 
 log = logging.getLogger(__name__)
@@ -112,23 +110,9 @@ class EconomyTarget(ResumedTarget):
         if self.label is not None:
             content = f"**{self.label}**" + (f" — {content}" if content else "")
             content = content[:2000]
-        hook = self._webhook()
-        if hook is not None:
-            try:
-                edited = await hook.edit_message(
-                    self._response_ref(),
-                    content=content,
-                    embed=embed,
-                    attachments=files or [],
-                    view=view,
-                )
-                self.message_id = edited.id
-                return edited
-            except discord.HTTPException as exc:
-                if not token_gone(exc):
-                    raise
-                self._token = None
-                _rewind(files)
+        edited = await self._finish_through_token(content, embed, files, view)
+        if edited is not None:
+            return edited
         if self.private:
             return await _direct_message(
                 self.client,

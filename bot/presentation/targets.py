@@ -518,23 +518,9 @@ class ResumedTarget(ChannelTarget):
         nonce: str | None = None,
     ) -> discord.Message | None:
         self._warning.disarm()
-        hook = self._webhook()
-        if hook is not None:
-            try:
-                message = await hook.edit_message(
-                    self._response_ref(),
-                    content=content,
-                    embed=embed,
-                    attachments=files or [],
-                    view=view,
-                )
-                self.message_id = message.id
-                return message
-            except discord.HTTPException as exc:
-                if not token_gone(exc):
-                    raise
-                self._token = None
-                _rewind(files)
+        edited = await self._finish_through_token(content, embed, files, view)
+        if edited is not None:
+            return edited
         if self.reach is Reach.INTERACTION:
             return await _deliver_elsewhere(
                 self.client,
@@ -556,6 +542,31 @@ class ResumedTarget(ChannelTarget):
         return await super().finish(
             content=content, embed=embed, files=files, view=view, nonce=nonce
         )
+
+    async def _finish_through_token(
+        self,
+        content: str | None,
+        embed: discord.Embed | None,
+        files: list[discord.File] | None,
+        view: discord.ui.View | None,
+    ) -> discord.Message | None:
+        """The final edit through the interaction's webhook while its token lasts; None (the
+        files rewound for another try) once the token is gone."""
+        hook = self._webhook()
+        if hook is None:
+            return None
+        try:
+            message = await hook.edit_message(
+                self._response_ref(), content=content, embed=embed, attachments=files or [], view=view
+            )
+        except discord.HTTPException as exc:
+            if not token_gone(exc):
+                raise
+            self._token = None
+            _rewind(files)
+            return None
+        self.message_id = message.id
+        return message
 
     def resume_info(self) -> dict[str, Any]:
         info = super().resume_info()
