@@ -189,9 +189,13 @@ class Failure:
 # ---------------------------------------------------------------------------------------------
 
 
-def content_to_json(content: types.Content) -> dict[str, Any]:
-    """JSON-safe dict of a Content (bytes as base64), for the database."""
-    return content.model_dump(mode="json", exclude_none=True)
+def content_to_json(
+    content: types.Content, *, without_data_of: Sequence[int] = ()
+) -> dict[str, Any]:
+    """JSON-safe dict of a Content (bytes as URL-safe base64), for the database.
+    `without_data_of`: parts whose inline bytes to leave out (the caller stores them)."""
+    exclude = {"parts": {i: {"inline_data": {"data"}} for i in without_data_of}}
+    return content.model_dump(mode="json", exclude_none=True, exclude=exclude or None)
 
 
 def content_from_json(data: dict[str, Any]) -> types.Content:
@@ -662,7 +666,6 @@ class _SdkLoop:
         thread.join(timeout=5)
         if not thread.is_alive():
             loop.close()
-
 
 
 class GeminiClient:

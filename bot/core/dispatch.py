@@ -106,22 +106,19 @@ class Dispatcher:
                     await self._wake.wait()
 
     async def _claim_round(self) -> None:
+        # One transaction takes every job that may start now; fewer means no more can.
         async with self._claiming:
-            while not self._closing and await self._claim_one():
-                pass
-
-    async def _claim_one(self) -> bool:
-        job = await self.store.claim_job(
-            self.worker_id,
-            lease_seconds=self.limits.lease_seconds,
-            concurrency=self.limits.concurrency,
-            max_running_per_user=self.limits.max_running_per_user,
-        )
-        if job is None:
-            return False
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
-        self._tasks[job.id] = task
-        return True
+            if self._closing:
+                return
+            jobs = await self.store.claim_jobs(
+                self.worker_id,
+                lease_seconds=self.limits.lease_seconds,
+                concurrency=self.limits.concurrency,
+                max_running_per_user=self.limits.max_running_per_user,
+                at_most=self.limits.concurrency,
+            )
+            for job in jobs:
+                self._tasks[job.id] = asyncio.create_task(self._run(job), name=f"job-{job.id}")
 
     async def _run(self, job: JobRow) -> None:
         try:

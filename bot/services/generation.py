@@ -23,8 +23,10 @@ import discord
 from google.genai import types
 
 from bot.adapters.gemini import Failure, FailureKind, GeminiClient, Generation, content_to_json
+from bot.adapters.imaging import FittedImage
 from bot.adapters.prompts import compile_request
 from bot.adapters.store import GenerationRow, JobRow, NewJob, Refused, Store
+from bot.adapters.store import content as stored_content
 from bot.config import Settings, estimate_cost
 from bot.core.dispatch import Dispatcher, DispatchLimits
 from bot.core.metrics import Metrics
@@ -46,8 +48,7 @@ OPEN_JOB_STATUSES = ("queued", "running")
 RESTARTING = "⏸️ The bot is restarting; this request continues when it is back."
 CANCELLED = "🚫 Cancelled. Nothing was charged."
 TIMED_OUT = (
-    "This took too long and was stopped. Nothing was charged; try again, perhaps at a smaller "
-    "size."
+    "This took too long and was stopped. Nothing was charged; try again, perhaps at a smaller size."
 )
 CRASHED = "Something went wrong on our side. Nothing was charged."
 
@@ -130,9 +131,7 @@ class Generator:
 
     # ------------------------------------------------------------------ submission
 
-    async def submit(
-        self, sub: Submission, target: Target, *, intake_id: int | None = None
-    ) -> int:
+    async def submit(self, sub: Submission, target: Target, *, intake_id: int | None = None) -> int:
         """Record and queue one generation. UserError (queue full, over quota) before any
         charge."""
         return (await self.submit_many([(sub, target)], intake_id=intake_id))[0]
@@ -329,7 +328,7 @@ class Generator:
         local = self._local.get(job.id)
         if local is not None:
             local.started = True
-        gen = await self.store.get_generation(job.generation_id)
+        gen = job.generation or await self.store.get_generation(job.generation_id)
         if gen is None:
             await self.store.finish_job(job.id, self.worker_id, status="failed", error="lost")
             return
@@ -450,7 +449,7 @@ class Generator:
     async def _generate(
         self, job: JobRow, gen_id: int, sub: Submission, target: Target, updater: ProgressUpdater
     ) -> str:
-        await self.store.mark_running(gen_id)
+        # claim_job has marked the generation running.
         compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
         model = sub.prepared.model
         started = time.monotonic()
@@ -473,20 +472,36 @@ class Generator:
                 )
         finally:
             ticker.cancel()
-        # The concurrency limit is for Gemini: storing and uploading happen outside it.
-        await self.store.job_posting(job.id, self.worker_id)
-        self.dispatcher.wake()
-        await updater.close()
         self.metrics.model_latency.labels(model=model).observe(time.monotonic() - started)
-        if isinstance(outcome, Failure):
-            self.metrics.failures.labels(kind=str(outcome.kind)).inc()
-            self.metrics.generations.labels(model=model, outcome="failed").inc()
-            await self._report_failure(gen_id, sub, outcome, target)
-            return "failed"
-        self.metrics.generations.labels(model=model, outcome="done").inc()
-        self.metrics.cost.labels(model=model).inc(outcome.cost)
-        await self._complete(gen_id, sub, outcome, target)
-        return "done"
+        # Fitting the image to the upload limit is the longest step at 4K: it starts at once,
+        # alongside everything else the result needs before it is posted.
+        fitting = (
+            None
+            if isinstance(outcome, Failure)
+            else asyncio.create_task(
+                self.poster.fit(
+                    outcome.images[0].data, outcome.images[0].mime_type, target.upload_limit
+                )
+            )
+        )
+        try:
+            # The concurrency limit is for Gemini: storing and uploading happen outside it.
+            await self.store.job_posting(job.id, self.worker_id)
+            self.dispatcher.wake()
+            await updater.close()
+            if isinstance(outcome, Failure):
+                self.metrics.failures.labels(kind=str(outcome.kind)).inc()
+                self.metrics.generations.labels(model=model, outcome="failed").inc()
+                await self._report_failure(gen_id, sub, outcome, target)
+                return "failed"
+            assert fitting is not None
+            self.metrics.generations.labels(model=model, outcome="done").inc()
+            self.metrics.cost.labels(model=model).inc(outcome.cost)
+            await self._complete(gen_id, sub, outcome, target, fitting)
+            return "done"
+        finally:
+            if fitting is not None:
+                _drop(fitting)
 
     async def _tick(self, updater: ProgressUpdater, model: str, started: float) -> None:
         interval = self.settings.progress_interval_seconds
@@ -516,18 +531,17 @@ class Generator:
         )
 
     async def _complete(
-        self, gen_id: int, sub: Submission, result: Generation, target: Target
+        self,
+        gen_id: int,
+        sub: Submission,
+        result: Generation,
+        target: Target,
+        fitting: asyncio.Task[FittedImage],
     ) -> None:
+        """Store the result while `fitting` fits it to the upload limit, then post it."""
         image = result.images[0]
-        # Fitting the image to the upload limit overlaps storing it (both take a while at 4K).
-        fitting = asyncio.create_task(
-            self.poster.fit(image.data, image.mime_type, target.upload_limit)
-        )
-        try:
-            await self._store_result(gen_id, sub, result)
-            fitted = await fitting
-        finally:
-            fitting.cancel()
+        await self._store_result(gen_id, sub, result)
+        fitted = await fitting
         gen = await self.store.get_generation(gen_id)
         assert gen is not None
         await self.poster.post(gen, image.data, image.mime_type, target, fitted=fitted)
@@ -535,23 +549,21 @@ class Generator:
     async def _store_result(self, gen_id: int, sub: Submission, result: Generation) -> None:
         image = result.images[0]
         sha = await self.store.put_image(image.data, image.mime_type)
-        async with self.poster.heavy:
-            await self.store.finish_generation(
-                gen_id,
-                output_image=sha,
-                output_mime=image.mime_type,
-                model_text=result.text,
-                # base64 of a 4K image (~50 ms of CPU, ~35 MB with the store's decoding):
-                # off the event loop, and only HEAVY_SLOTS at a time
-                model_content=await asyncio.to_thread(_content_json, result.content),
-                prompt_tokens=result.usage.prompt_tokens,
-                output_tokens=result.usage.output_tokens,
-                thoughts_tokens=result.usage.thoughts_tokens,
-                cost=result.cost,
-                model_version=result.model_version,
-                seconds=result.latency,
-                warnings=list(sub.prepared.warnings) + list(sub.prepared.overrides),
-            )
+        await self.store.finish_generation(
+            gen_id,
+            output_image=sha,
+            output_mime=image.mime_type,
+            model_text=result.text,
+            # Comparing megabytes of image bytes: off the event loop.
+            model_content=await asyncio.to_thread(_content_json, result.content, image.data, sha),
+            prompt_tokens=result.usage.prompt_tokens,
+            output_tokens=result.usage.output_tokens,
+            thoughts_tokens=result.usage.thoughts_tokens,
+            cost=result.cost,
+            model_version=result.model_version,
+            seconds=result.latency,
+            warnings=list(sub.prepared.warnings) + list(sub.prepared.overrides),
+        )
         await self.store.record_usage(
             user_id=sub.user_id,
             guild_id=sub.guild_id,
@@ -563,5 +575,30 @@ class Generator:
             await self.store.set_chain_head(sub.chain_id, gen_id)
 
 
-def _content_json(content: types.Content | None) -> dict[str, Any] | None:
-    return content_to_json(content) if content is not None else None
+def _drop(task: asyncio.Task[Any]) -> None:
+    """Cancel a task no longer wanted; a failure it already had was reported another way."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()  # retrieved: no "never retrieved" warning
+    else:
+        task.cancel()
+
+
+def _content_json(content: types.Content | None, image: bytes, sha: str) -> dict[str, Any] | None:
+    """The model's turn as stored: the posted image, already in the image store under `sha`,
+    referenced rather than written out as base64 (at 4K, ~55 MB of text to encode and decode
+    again, most of it holding the GIL)."""
+    if content is None:
+        return None
+    posted = [
+        i
+        for i, part in enumerate(content.parts or [])
+        if part.inline_data is not None
+        and part.inline_data.data is not None
+        and (part.inline_data.data is image or part.inline_data.data == image)
+    ]
+    dumped = content_to_json(content, without_data_of=posted)
+    for i in posted:
+        part = dumped["parts"][i]
+        part["inline_data"] = stored_content.referenced(part["inline_data"], sha)
+    return dumped

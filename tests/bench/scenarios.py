@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -297,6 +298,7 @@ async def _saturate(
         calls = w.gemini.timings_since(t0)
         service = sum(t.service for t in calls) / len(calls)
         max_in_flight = w.gemini.max_in_flight
+        where = _where_time_went(t0, calls, max(done), c)
         ran_by = {bot.name: bot.log_text().count("generation") for bot in w.bots}
     achieved = o.saturation_jobs / makespan
     efficiency = achieved / (c / service)
@@ -316,10 +318,28 @@ async def _saturate(
         "gemini_calls": len(calls),
         "gemini_max_in_flight": max_in_flight,
         "log_lines_per_process": ran_by,
+        **where,
         "checks": [
             check("saturation efficiency", efficiency, target, higher_is_better=True),
             check("gemini max in flight", max_in_flight, c),
         ],
+    }
+
+
+def _where_time_went(t0: float, calls: list[Any], last_result: float, c: int) -> dict[str, float]:
+    """What the makespan holds besides model time: the wait before the first C calls, the
+    idle time of a slot between one call's answer and the next call, and the tail after the
+    last answer (for diagnosing a missed efficiency)."""
+    ordered = sorted(calls, key=lambda t: t.started)
+    starts = [t.started for t in ordered]
+    ends = sorted(t.finished for t in ordered)
+    # The k-th call after the first C starts in the slot the (k-C)-th answer freed.
+    gaps = [start - end for start, end in zip(starts[c:], ends, strict=False)]
+    return {
+        "first_calls_after_s": round(starts[min(c, len(starts)) - 1] - t0, 4),
+        "slot_gap_median_s": round(statistics.median(gaps), 4) if gaps else 0.0,
+        "slot_gap_max_s": round(max(gaps), 4) if gaps else 0.0,
+        "tail_after_last_answer_s": round(last_result - ends[-1], 4),
     }
 
 

@@ -103,4 +103,28 @@ def image_size(data: bytes) -> tuple[int, int]:
     """(width, height) as displayed, read from the header without decoding the pixels."""
     im, _ = _open(data, "", _OUTBOUND_MAX_PIXELS)
     with im:
+        if im.format == "PNG" and not _png_has_exif(data):
+            # Pillow looks for an eXIf chunk after the pixels by decoding them all (~20 ms
+            # at 1K, far more at 4K); the chunk headers alone say there is none.
+            return im.size
         return _display_size(im)
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_has_exif(data: bytes) -> bool:
+    """Whether a PNG has an eXIf chunk anywhere, from its chunk headers (a truncated file:
+    True, so the caller asks Pillow)."""
+    if not data.startswith(_PNG_SIGNATURE):
+        return True
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf":
+            return True
+        if kind == b"IEND":
+            return False
+        pos += 12 + length  # length, type, data, CRC
+    return True

@@ -126,6 +126,13 @@ async def insert_generation(
     return generation_id
 
 
+async def generation_in(tx: Tx, generation_id: int) -> GenerationRow | None:
+    """One generation as `tx` sees it, with its input images and messages."""
+    rows = await tx.all(_SELECT.where(g.c.id == generation_id))
+    found = await load_generations(tx, rows)
+    return found[0] if found else None
+
+
 class GenerationsMixin(ImagesMixin):
     async def create_generation(
         self,
@@ -268,9 +275,7 @@ class GenerationsMixin(ImagesMixin):
 
     async def get_generation(self, generation_id: int) -> GenerationRow | None:
         async with self._db.reading() as tx:
-            rows = await tx.all(_SELECT.where(g.c.id == generation_id))
-            found = await load_generations(tx, rows)
-        return found[0] if found else None
+            return await generation_in(tx, generation_id)
 
     async def generation_by_message(self, message_id: int) -> GenerationRow | None:
         """The generation a message shows (any message it was ever posted in)."""

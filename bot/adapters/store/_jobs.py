@@ -5,7 +5,7 @@ Two layers:
 * The record the in-process queue keeps today (bot/jobs.py runs the jobs): `create_job`,
   `update_job`, `open_jobs`, `get_job`.
 * The primitives for a queue shared by several processes, each decided in ONE transaction:
-  `admit` (queued limit + daily quotas + the rows, all or nothing), `claim_job` (fair pick
+  `admit` (queued limit + daily quotas + the rows, all or nothing), `claim_jobs` (fair picks
   under the global, per-user and lane limits, with a lease), `renew_lease`, `finish_job`,
   `release_job`, `cancel_queued_job`, `recover_expired_jobs`, `queue_positions`,
   `job_counts`.
@@ -28,6 +28,7 @@ back the user's other jobs).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.adapters.store._base import StoreBase, from_json, to_json
-from bot.adapters.store._generations import check_generation, insert_generation
+from bot.adapters.store._generations import check_generation, generation_in, insert_generation
 from bot.adapters.store._usage import reserved_in
 from bot.adapters.store.db import Record, Tx
 from bot.adapters.store.rows import (
@@ -248,9 +249,7 @@ class JobsMixin(StoreBase):
         """What `admit` would say now about `images` more at `cost`, without recording
         anything: a check before a request is acknowledged (admit decides again)."""
         async with self._db.reading() as tx:
-            return await self._refusal(
-                tx, user_id, guild_id, limits, images, cost, self._today()
-            )
+            return await self._refusal(tx, user_id, guild_id, limits, images, cost, self._today())
 
     @staticmethod
     async def _refusal(
@@ -301,59 +300,95 @@ class JobsMixin(StoreBase):
         concurrency: int,
         max_running_per_user: int,
     ) -> JobRow | None:
-        """Atomically take the next job for `worker_id`: set it running with a lease until
-        now + `lease_seconds`. None when `concurrency` jobs already run (across all processes)
-        or no waiting job may start (every waiting user at `max_running_per_user`, or held by
-        a lane). Running jobs whose lease ran out are put back in line first (see
-        recover_expired_jobs), so a dead process cannot hold slots for ever. A job with
-        `attempts` > 1 was started before by a worker that died: resume it, or tell the user.
+        """Atomically take the next job for `worker_id` (see claim_jobs), or None."""
+        claimed = await self.claim_jobs(
+            worker_id, lease_seconds=lease_seconds, concurrency=concurrency,
+            max_running_per_user=max_running_per_user, at_most=1,
+        )  # fmt: skip
+        return claimed[0] if claimed else None
+
+    async def claim_jobs(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float,
+        concurrency: int,
+        max_running_per_user: int,
+        at_most: int,
+    ) -> list[JobRow]:
+        """Atomically take up to `at_most` jobs for `worker_id`, in fair order, in ONE
+        transaction: each set running with a lease until now + `lease_seconds`. Fewer (or
+        none) when `concurrency` jobs run (across all processes) or no more waiting jobs may
+        start (every waiting user at `max_running_per_user`, or held by a lane): then a
+        claim now would take nothing more either. Running jobs whose lease ran out are put
+        back in line first (see recover_expired_jobs), so a dead process cannot hold slots for
+        ever. A job with `attempts` > 1 was started before by a worker that died: resume it,
+        or tell the user. Each job carries its generation (`JobRow.generation`), set running
+        in the same transaction if it was still queued.
         """
         lease = _check_lease(lease_seconds)
-        if concurrency < 1 or max_running_per_user < 1:
+        if concurrency < 1 or max_running_per_user < 1 or at_most < 1:
             raise ValueError("limits must be at least 1")
-        async with self._db.transaction() as tx:
+        claimed: list[JobRow] = []
+        async with self._db.transaction(urgent=True) as tx:
             await tx.lock("jobs:claim")
             now = self._now()
             await self._requeue_expired(tx, now)
             # The limit is for Gemini: a job storing and uploading its result takes no slot.
-            if await _count(tx, j.status == "running", j.posting == 0) >= concurrency:
-                return None
-            while True:
-                pick = await tx.one(_next_job_query(max_running_per_user))
-                if pick is None:
-                    return None
-                job_id, user_id = int(pick["id"]), int(pick["user_id"])
-                # Still queued? On PostgreSQL a cancel may have committed since the SELECT
-                # (claims exclude each other, not cancels): then pick again.
-                taken = await tx.execute(
-                    sa.update(jobs_table)
-                    .where(j.id == job_id, j.status == "queued")
-                    .values(
-                        status="running", lease_owner=worker_id, lease_expires_at=now + lease,
-                        attempts=j.attempts + 1, started_at=sa.func.coalesce(j.started_at, now),
-                        updated_at=now,
-                    )
-                )  # fmt: skip
-                if taken == 1:
+            running = await _count(tx, j.status == "running", j.posting == 0)
+            while len(claimed) < min(at_most, concurrency - running):
+                job = await self._claim_next(tx, worker_id, now, lease, max_running_per_user)
+                if job is None:
                     break
-            served = int(
-                await tx.scalar(sa.select(sa.func.coalesce(sa.func.max(job_turns.c.served), 0)))
-            )
-            turn = self._insert(job_turns).values(user_id=user_id, served=served + 1, served_at=now)
-            await tx.execute(
-                turn.on_conflict_do_update(
-                    index_elements=[job_turns.c.user_id],
-                    set_={"served": turn.excluded.served, "served_at": turn.excluded.served_at},
+                claimed.append(job)
+        return claimed
+
+    async def _claim_next(
+        self, tx: Tx, worker_id: str, now: float, lease: float, max_running_per_user: int
+    ) -> JobRow | None:
+        while True:
+            pick = await tx.one(_next_job_query(max_running_per_user))
+            if pick is None:
+                return None
+            job_id, user_id = int(pick["id"]), int(pick["user_id"])
+            # Still queued? On PostgreSQL a cancel may have committed since the SELECT
+            # (claims exclude each other, not cancels): then pick again.
+            taken = await tx.execute(
+                sa.update(jobs_table)
+                .where(j.id == job_id, j.status == "queued")
+                .values(
+                    status="running", lease_owner=worker_id, lease_expires_at=now + lease,
+                    attempts=j.attempts + 1, started_at=sa.func.coalesce(j.started_at, now),
+                    updated_at=now,
                 )
+            )  # fmt: skip
+            if taken == 1:
+                break
+        next_turn = sa.select(
+            sa.func.coalesce(sa.func.max(job_turns.c.served), 0) + 1
+        ).scalar_subquery()
+        turn = self._insert(job_turns).values(user_id=user_id, served=next_turn, served_at=now)
+        await tx.execute(
+            turn.on_conflict_do_update(
+                index_elements=[job_turns.c.user_id],
+                set_={"served": turn.excluded.served, "served_at": turn.excluded.served_at},
             )
-            row = await tx.one(_SELECT.where(j.id == job_id))
+        )
+        row = await tx.one(_SELECT.where(j.id == job_id))
         assert row is not None
-        return _job(row)
+        job = _job(row)
+        # Its generation starts now too (a resumed one is already running or further).
+        await tx.execute(
+            sa.update(generations)
+            .where(generations.c.id == job.generation_id, generations.c.status == "queued")
+            .values(status="running", started_at=now)
+        )
+        return dataclasses.replace(job, generation=await generation_in(tx, job.generation_id))
 
     async def job_posting(self, job_id: int, worker_id: str) -> bool:
         """The job's Gemini call has returned: it keeps its lease and lane while its result is
         stored and uploaded, but no longer counts against the concurrency limit."""
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(urgent=True) as tx:
             changed = await tx.execute(
                 sa.update(jobs_table)
                 .where(j.id == job_id, j.status == "running", j.lease_owner == worker_id)

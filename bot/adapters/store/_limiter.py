@@ -41,7 +41,7 @@ class LimiterMixin(StoreBase):
             raise ValueError("limits must be at least 1")
         if not lease_seconds > 0:
             raise ValueError("lease_seconds must be positive")
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(urgent=True) as tx:
             await tx.lock(f"gemini:{model}")
             now = self._now()
             await tx.execute(sa.delete(gemini_slots).where(s.model == model, s.expires_at <= now))
@@ -84,7 +84,7 @@ class LimiterMixin(StoreBase):
 
     async def release_gemini_slot(self, slot_id: int) -> bool:
         """The call ended: free its slot (the per-minute window still counts the call)."""
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(urgent=True) as tx:
             changed = await tx.execute(sa.delete(gemini_slots).where(s.id == slot_id))
         return changed == 1
 

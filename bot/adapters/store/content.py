@@ -78,6 +78,16 @@ def _dehydrate_blob(blob: Mapping[str, Any], blobs: dict[str, Blob]) -> dict[str
     return out
 
 
+def referenced(blob: Mapping[str, Any], sha: str) -> dict[str, Any]:
+    """What `dehydrate` makes of an inline blob whose bytes are already stored under `sha`
+    (`blob`: its other fields), without the base64 round trip: the bytes as google-genai
+    writes them, URL-safe base64, is what `hydrate` gives back."""
+    out = {k: v for k, v in blob.items() if k != "data"}
+    out[MARKER] = sha
+    out[_ENCODING] = "base64url"
+    return out
+
+
 def _decode(text: str) -> bytes:
     padded = text + "=" * (-len(text) % 4)
     return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)

@@ -6,10 +6,12 @@ SQLite (the default: one file, nothing to install, one bot process): WAL journal
 keys on, a busy timeout for other processes' locks, `synchronous = FULL`. Write transactions
 start with `BEGIN IMMEDIATE`, taking SQLite's write lock up front, so a transaction that reads
 and then writes can never fail half-way with "database is locked" when another process writes
-too. In one process, every transaction and read takes its turn on an asyncio lock, in call
-order (FIFO), on one connection: the store behaves as one ordered stream of operations, which
-the bot relies on (two requests arriving together are recorded in arrival order), and nothing
-spins in SQLite's busy handler against its own process. Each statement is short; image bytes
+too. In one process, every transaction and read takes its turn on one connection, in call
+order (FIFO): the store behaves as one ordered stream of operations, which the bot relies on
+(two requests arriving together are recorded in arrival order), and nothing spins in SQLite's
+busy handler against its own process. The one exception is urgent work (`urgent=True`: the few
+short transactions between a Gemini answer and the next call), which goes before ordinary work
+still waiting, so a slot freed at Gemini is not left idle behind a queue of result writes. Each statement is short; image bytes
 are files, read and written outside the lock.
 
 PostgreSQL (`postgresql://…`, shared by several bot processes): READ COMMITTED write
@@ -26,6 +28,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -246,6 +249,49 @@ def _async_url(url: str) -> sa.URL:
     )
 
 
+class _Turns:
+    """Turns on SQLite's one connection: first come, first served, except that urgent work
+    goes before ordinary work still waiting (never before the holder: no preemption)."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._ordinary: deque[asyncio.Future[None]] = deque()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        await self._acquire(urgent)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, urgent: bool) -> None:
+        if not self._held and not self._urgent and not self._ordinary:
+            self._held = True
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        line = self._urgent if urgent else self._ordinary
+        line.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed the turn, then cancelled: pass it on
+            elif waiter in line:
+                line.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        for line in (self._urgent, self._ordinary):
+            while line:
+                waiter = line.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)  # the turn passes on; still held
+                    return
+        self._held = False
+
+
 class Database:
     """An open database: an async engine, explicit transactions, engine-specific set-up."""
 
@@ -253,7 +299,7 @@ class Database:
         self._engine = engine
         self.dialect: str = engine.dialect.name
         self.path = path  # the SQLite file; None for a server
-        self._lock = asyncio.Lock()
+        self._turns = _Turns()  # SQLite's one connection, in turn
         self._writes: set[asyncio.Future[None]] = set()  # this process's open write transactions
         self._conn: AsyncConnection | None = None  # SQLite's one connection
         self._closed = False
@@ -350,7 +396,7 @@ class Database:
             return
         self._closed = True
         if self.is_sqlite:
-            async with self._lock:
+            async with self._turns.turn():
                 conn, self._conn = self._conn, None
                 with contextlib.suppress(Exception):
                     if conn is None:
@@ -365,15 +411,17 @@ class Database:
             raise RuntimeError(f"the database {self.describe()} is closed")
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
+    async def transaction(self, *, urgent: bool = False) -> AsyncIterator[Tx]:
         """A write transaction: all or nothing. SQLite: `BEGIN IMMEDIATE`, exclusive of every
-        other writer in any process (and, in this one, of everything else)."""
+        other writer in any process (and, in this one, of everything else). `urgent`: SQLite
+        runs it before this process's waiting ordinary work (keep such transactions short);
+        PostgreSQL runs transactions side by side anyway."""
         self._check_open()
         done = asyncio.get_running_loop().create_future()
         self._writes.add(done)
         try:
             if self.is_sqlite:
-                async with self._lock, self._sqlite("BEGIN IMMEDIATE") as tx:
+                async with self._turns.turn(urgent=urgent), self._sqlite("BEGIN IMMEDIATE") as tx:
                     yield tx
             else:
                 async with self._engine.connect() as conn, conn.begin():
@@ -396,7 +444,7 @@ class Database:
         if earlier:
             await asyncio.wait(earlier)
         if self.is_sqlite:
-            async with self._lock, self._sqlite("BEGIN") as tx:
+            async with self._turns.turn(), self._sqlite("BEGIN") as tx:
                 yield tx
         else:
             async with self._engine.connect() as conn:

@@ -121,6 +121,9 @@ class JobRow:
     finished_at: float | None = None
     error: str | None = None
     posting: bool = False  # past its Gemini call: storing and uploading the result
+    # Filled by claim_job: the generation as the claim left it (marked running if it was
+    # queued), so the worker needs no second round trip to start it.
+    generation: GenerationRow | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ images = sa.Table(
     sa.Index("images_retention", "purged_at", "last_used_at"),
 )
 
-# The bytes themselves when they live in the database (PostgreSQL: no shared disk needed).
+# The bytes themselves when they live in the database (PostgreSQL: no shared disk needed),
+# stored uncompressed (0005: image formats are compressed already).
 image_blobs = sa.Table(
     "image_blobs",
     metadata,
@@ -342,9 +343,7 @@ economy_batches = sa.Table(
     sa.Column("lease_owner", sa.Text),
     sa.Column("lease_expires_at", TIME),
     sa.Column("error", sa.Text),
-    sa.CheckConstraint(
-        "state IN ('forming', 'submitted', 'ended')", name="economy_batches_state"
-    ),
+    sa.CheckConstraint("state IN ('forming', 'submitted', 'ended')", name="economy_batches_state"),
     sa.Index("economy_batches_due", "state", "next_poll_at"),
     sqlite_autoincrement=True,
 )
