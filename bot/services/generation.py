@@ -449,7 +449,7 @@ class Generator:
     async def _generate(
         self, job: JobRow, gen_id: int, sub: Submission, target: Target, updater: ProgressUpdater
     ) -> str:
-        # claim_job has marked the generation running.
+        # claim_jobs has marked the generation running.
         compiled = compile_request(sub.prepared, [item.image for item in sub.inputs])
         model = sub.prepared.model
         started = time.monotonic()
@@ -475,15 +475,12 @@ class Generator:
         self.metrics.model_latency.labels(model=model).observe(time.monotonic() - started)
         # Fitting the image to the upload limit is the longest step at 4K: it starts at once,
         # alongside everything else the result needs before it is posted.
-        fitting = (
-            None
-            if isinstance(outcome, Failure)
-            else asyncio.create_task(
-                self.poster.fit(
-                    outcome.images[0].data, outcome.images[0].mime_type, target.upload_limit
-                )
+        fitting: asyncio.Task[FittedImage] | None = None
+        if not isinstance(outcome, Failure):
+            image = outcome.images[0]
+            fitting = asyncio.create_task(
+                self.poster.fit(image.data, image.mime_type, target.upload_limit)
             )
-        )
         try:
             # The concurrency limit is for Gemini: storing and uploading happen outside it.
             await self.store.job_posting(job.id, self.worker_id)
